@@ -1,0 +1,63 @@
+"""Find and cache the driver for a host: one driver object per (kind, uri, options)."""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from agents.base import HypervisorDriver
+from agents.errors import InvalidURI
+
+# kind -> "module:Class"; imported lazily so that optional extras (libvirt-python, proxmoxer) are only
+# needed by the people who use that driver.
+DRIVERS: dict[str, str] = {
+    "simulated": "agents.simulated:SimulatedDriver",
+    "libvirt": "agents.libvirt_driver:LibvirtDriver",
+    "proxmox": "agents.proxmox_driver:ProxmoxDriver",
+}
+
+_cache: dict[tuple[str, str, tuple[tuple[str, str], ...]], HypervisorDriver] = {}
+_lock = threading.Lock()
+
+
+def driver_class(kind: str) -> Any:
+    try:
+        target = DRIVERS[kind]
+    except KeyError:
+        raise InvalidURI(f"unknown driver kind {kind!r}; expected one of {sorted(DRIVERS)}") from None
+    module_name, _, cls_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:  # optional extra not installed
+        raise InvalidURI(f"driver {kind!r} is not available on this control plane: {exc}") from exc
+    return getattr(module, cls_name)
+
+
+def validate_uri(kind: str, uri: str) -> None:
+    """Raise :class:`InvalidURI` when ``uri`` is not a well-formed connection URI for ``kind``.
+
+    Syntax only: no connection is attempted.
+    """
+    driver_class(kind).validate_uri(uri)
+
+
+def open_driver(kind: str, uri: str, options: Mapping[str, str] | None = None) -> HypervisorDriver:
+    """Return the cached driver for this host, creating it on first use."""
+    key = (kind, uri, tuple(sorted((options or {}).items())))
+    with _lock:
+        drv = _cache.get(key)
+        if drv is None:
+            cls = driver_class(kind)
+            cls.validate_uri(uri)
+            drv = cls(uri, **dict(options or {}))
+            _cache[key] = drv
+        return drv
+
+
+def forget(kind: str, uri: str) -> None:
+    """Drop cached drivers of a host (after its URI or credentials changed)."""
+    with _lock:
+        for key in [k for k in _cache if k[0] == kind and k[1] == uri]:
+            _cache.pop(key).close()

@@ -1,0 +1,1 @@
+"""HTTP layer: Flask app factory, flask-smorest blueprints, problem+json errors."""

@@ -1,0 +1,1 @@
+"""The Confluencia domain: models, services, tasks, configuration and CLI."""

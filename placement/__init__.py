@@ -1,0 +1,1 @@
+"""Pure placement algorithms: no I/O, deterministic for a given input and seed."""
