@@ -1,0 +1,151 @@
+"""place(): filters with reasons, balance scoring, all-or-nothing, input errors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from placement import (
+    ClusterSnapshot,
+    HostSnapshot,
+    PlacementInputError,
+    PlacementRequest,
+    VMRequest,
+    VMSnapshot,
+    place,
+)
+
+
+def _cluster(**kw) -> ClusterSnapshot:
+    hosts = [
+        HostSnapshot(id="h1", capacity=(16, 8192, 100)),
+        HostSnapshot(id="h2", capacity=(16, 8192, 100), state="maintenance"),
+        HostSnapshot(id="h3", capacity=(16, 4096, 100)),
+    ]
+    vms = [VMSnapshot(id="v1", host="h1", demand=(2, 4096, 20), tenant="t1", anti_affinity=frozenset({"g"}))]
+    return ClusterSnapshot(hosts=kw.get("hosts", hosts), vms=kw.get("vms", vms))
+
+
+def _req(*vms: VMRequest, exclude: frozenset[str] = frozenset()) -> PlacementRequest:
+    return PlacementRequest(vms=list(vms), exclude_hosts=exclude)
+
+
+def test_places_on_host_that_balances() -> None:
+    r = place(_cluster(), _req(VMRequest(id="n", demand=(2, 2048, 20), tenant="t1")))
+    assert r.ok and r.assignments == {"n": "h3"}
+    assert r.objective_after < r.objective_before
+
+
+def test_failure_reasons_counted_per_filter() -> None:
+    r = place(_cluster(), _req(VMRequest(id="n", demand=(2, 5000, 20), anti_affinity=frozenset({"g"}))))
+    assert not r.ok and r.assignments == {}
+    assert r.rejections == {"in maintenance": 1, "anti-affinity conflict": 1, "not enough RAM": 1}
+    assert "1 host: not enough RAM" in r.explain()
+    assert "1 host: in maintenance" in r.explain()
+
+
+def test_explain_format_with_counts() -> None:
+    hosts = [HostSnapshot(id=f"h{i}", capacity=(8, 1024, 10)) for i in range(12)]
+    hosts += [HostSnapshot(id=f"m{i}", capacity=(8, 9999, 10), state="maintenance") for i in range(3)]
+    r = place(ClusterSnapshot(hosts=hosts), _req(VMRequest(id="n", demand=(1, 2048, 1))))
+    assert r.explain() == "cannot place n: 12 hosts: not enough RAM; 3 hosts: in maintenance"
+
+
+def test_vm_larger_than_every_host_is_a_normal_failure() -> None:
+    r = place(_cluster(), _req(VMRequest(id="big", demand=(64, 1, 1))))
+    assert not r.ok and r.rejections == {"in maintenance": 1, "not enough vCPU": 2}
+
+
+def test_multi_vm_all_or_nothing_and_anti_affinity_within_request() -> None:
+    snap = ClusterSnapshot(hosts=[HostSnapshot(id=f"h{i}", capacity=(8, 8192, 100)) for i in range(2)])
+    grp = frozenset({"web"})
+    ok = place(snap, _req(*(VMRequest(id=f"w{i}", demand=(1, 1024, 1), anti_affinity=grp) for i in range(2))))
+    assert ok.ok and set(ok.assignments.values()) == {"h0", "h1"}
+    bad = place(
+        snap, _req(*(VMRequest(id=f"w{i}", demand=(1, 1024, 1), anti_affinity=grp) for i in range(3)))
+    )
+    assert not bad.ok and bad.assignments == {} and bad.rejections == {"anti-affinity conflict": 2}
+
+
+def test_multi_vm_capacity_is_cumulative() -> None:
+    snap = ClusterSnapshot(hosts=[HostSnapshot(id="h0", capacity=(8, 4096, 100))])
+    r = place(snap, _req(*(VMRequest(id=f"x{i}", demand=(1, 2048, 1)) for i in range(3))))
+    assert not r.ok and r.rejections == {"not enough RAM": 1}
+
+
+def test_affinity_zone_tenant_labels_and_exclusion() -> None:
+    hosts = [
+        HostSnapshot(id="a", capacity=(8, 8192, 100), zone="z1", labels=frozenset({"gpu"})),
+        HostSnapshot(id="b", capacity=(8, 8192, 100), zone="z2", allowed_tenants=frozenset({"t2"})),
+        HostSnapshot(id="c", capacity=(8, 8192, 100), zone="z2"),
+    ]
+    vms = [VMSnapshot(id="db", host="a", demand=(1, 1024, 1), affinity=frozenset({"pair"}))]
+    snap = ClusterSnapshot(hosts=hosts, vms=vms)
+    assert place(snap, _req(VMRequest(id="n", demand=(1, 1, 1), affinity=frozenset({"pair"})))).host == "a"
+    r = place(snap, _req(VMRequest(id="n", demand=(1, 1, 1), tenant="t1", zones=frozenset({"z2"}))))
+    assert r.host == "c"
+    r = place(
+        snap,
+        _req(
+            VMRequest(id="n", demand=(1, 1, 1), tenant="t1", zones=frozenset({"z2"})),
+            exclude=frozenset({"c"}),
+        ),
+    )
+    assert not r.ok and r.rejections == {
+        "excluded by request": 1,
+        "tenant not allowed": 1,
+        "outside the VM's zones": 1,
+    }
+    assert (
+        place(snap, _req(VMRequest(id="n", demand=(1, 1, 1), required_labels=frozenset({"gpu"})))).host == "a"
+    )
+
+
+def test_deterministic() -> None:
+    hosts = [HostSnapshot(id=f"h{i}", capacity=(8, 8192, 100)) for i in range(10)]
+    snap = ClusterSnapshot(hosts=hosts)
+    req = _req(*(VMRequest(id=f"x{i}", demand=(1, 512 * (i % 3 + 1), 5)) for i in range(7)))
+    assert place(snap, req) == place(ClusterSnapshot(hosts=hosts), req)
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: HostSnapshot(id="h", capacity=(1, -1, 1)), "negative"),
+        (lambda: HostSnapshot(id="h", capacity=(1, math.nan, 1)), "finite"),
+        (lambda: VMSnapshot(id="v", host="h", demand=(1, math.inf, 1)), "finite"),
+        (lambda: VMRequest(id="v", demand=(-1, 1, 1)), "negative"),
+        (lambda: HostSnapshot(id="h", capacity=(1, 1, 1), state="sleepy"), "unknown state"),
+        (lambda: ClusterSnapshot(hosts=[HostSnapshot(id="h", capacity=(1, 1, 1))] * 2), "duplicate host"),
+        (
+            lambda: ClusterSnapshot(
+                hosts=[HostSnapshot(id="h", capacity=(1, 1, 1))],
+                vms=[VMSnapshot(id="v", host="nope", demand=(1, 1, 1))],
+            ),
+            "unknown host 'nope'",
+        ),
+        (
+            lambda: ClusterSnapshot(
+                hosts=[HostSnapshot(id="h", capacity=(1, 1, 1))],
+                vms=[VMSnapshot(id="v", host="h", demand=(1, 1, 1))] * 2,
+            ),
+            "duplicate vm",
+        ),
+        (lambda: PlacementRequest(vms=[VMRequest(id="v", demand=(1, 1, 1))] * 2), "duplicate vm"),
+    ],
+)
+def test_bad_input_raises_typed_error(build, message: str) -> None:
+    with pytest.raises(PlacementInputError, match=message):
+        build()
+
+
+def test_bad_request_against_snapshot() -> None:
+    snap = _cluster()
+    with pytest.raises(PlacementInputError, match="already exists"):
+        place(snap, _req(VMRequest(id="v1", demand=(1, 1, 1))))
+    with pytest.raises(PlacementInputError, match="unknown host"):
+        place(snap, _req(VMRequest(id="n", demand=(1, 1, 1)), exclude=frozenset({"zz"})))
+    with pytest.raises(PlacementInputError, match="expected 3"):
+        place(snap, _req(VMRequest(id="n", demand=(1, 1))))
+    assert issubclass(PlacementInputError, ValueError)
