@@ -1,13 +1,30 @@
 #!/usr/bin/env bash
 # Install the Debian packages the test suite needs. Runs only as root (CI and lab machines);
 # elsewhere it prints what is missing and the tests that need it are reported as skipped.
+#
+# libvirt lab (tests/integration/libvirt, tests/contract with the libvirt backend):
+#   libvirt-daemon + qemu driver + clients, qemu-system-x86 (TCG guests, no KVM needed),
+#   libvirt-dev + pkg-config so that `pip install libvirt-python` can build.
 set -uo pipefail
-PKGS=()
+PKGS=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 libvirt-dev pkg-config)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
-[ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
-  echo "system-deps: not root; missing Debian packages: ${missing[*]}" >&2
+  [ ${#missing[@]} -eq 0 ] || echo "system-deps: not root; missing Debian packages: ${missing[*]}" >&2
   exit 0
 fi
-apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"
+if [ ${#missing[@]} -ne 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" \
+    || echo "system-deps: apt-get install failed; libvirt tests will be skipped" >&2
+fi
+# Host setup for a root libvirtd and the lab's per-user session daemons (idempotent).
+if ! getent group libvirt-qemu >/dev/null 2>&1 && ! getent group kvm >/dev/null 2>&1; then
+  groupadd --system kvm 2>/dev/null || true
+fi
+if ! id libvirt-qemu >/dev/null 2>&1; then
+  useradd --system --no-create-home --home-dir /var/lib/libvirt --shell /usr/sbin/nologin \
+    --gid "$(getent group kvm >/dev/null && echo kvm || echo libvirt-qemu)" libvirt-qemu 2>/dev/null || true
+fi
+mkdir -p /var/log/libvirt /var/run/libvirt /var/lib/libvirt/qemu
+exit 0

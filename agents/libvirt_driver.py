@@ -1,0 +1,325 @@
+"""The libvirt (QEMU/KVM) hypervisor driver.
+
+``LibvirtDriver(uri, **options)`` with ``uri`` such as ``qemu+ssh://confluencia@host1/system`` or
+``qemu:///session?socket=/tmp/run-cflab1/libvirt/libvirt-sock``. Options (all strings):
+
+- ``migrate_uri``: where migrations INTO this host send memory, e.g. ``tcp://10.0.0.5:49152``
+  (default: libvirt picks the target's host name and a port from its range).
+- ``hostname``: reported in :class:`HostFacts` instead of the daemon's host name.
+- ``domain_type``: ``kvm``, ``qemu`` (TCG) or ``auto`` (default: kvm when the host offers it).
+- ``migrate_bandwidth_mib``: bandwidth cap of outgoing migrations in MiB/s.
+
+Connections are shared per URI (:mod:`agents.libvirt_conn`); errors are mapped by symbolic code
+(:mod:`agents.libvirt_errors`).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from agents.base import (
+    DomainInfo,
+    DomainState,
+    HostFacts,
+    HostUsage,
+    HypervisorDriver,
+    MigrationResult,
+    ProgressCallback,
+    VMSpec,
+)
+from agents.errors import AlreadyExists, DriverError, InvalidState, NotFound
+from agents.libvirt_conn import call, connection, drop
+from agents.libvirt_errors import map_error
+from agents.libvirt_uri import validate_qemu_uri
+from agents.libvirt_xml import (
+    METADATA_NS,
+    OurMetadata,
+    check_vm_id,
+    domain_xml,
+    host_uuid,
+    parse_metadata,
+    supports_kvm,
+)
+
+POLL_S = 0.1  # how often stop() and migrate() look at the domain / job
+
+
+def _version(v: int) -> str:
+    return f"{v // 1_000_000}.{v // 1000 % 1000}.{v % 1000}"
+
+
+class LibvirtDriver:
+    kind = "libvirt"
+
+    def __init__(self, uri: str, **options: str) -> None:
+        validate_qemu_uri(uri)
+        unknown = set(options) - {"migrate_uri", "hostname", "domain_type", "migrate_bandwidth_mib"}
+        if unknown:
+            raise DriverError(f"unknown libvirt driver options {sorted(unknown)}", host=uri)
+        if options.get("domain_type", "auto") not in ("auto", "kvm", "qemu"):
+            raise DriverError("domain_type must be auto, kvm or qemu", host=uri)
+        self.uri = uri
+        self.options = options
+        self._domain_type: str | None = None
+
+    @classmethod
+    def validate_uri(cls, uri: str) -> None:
+        validate_qemu_uri(uri)
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _lv() -> Any:
+        import libvirt
+
+        return libvirt
+
+    def _lookup(self, conn: Any, vm_id: str) -> Any | None:
+        """The domain called ``vm_id`` or None."""
+        lv = self._lv()
+        try:
+            return conn.lookupByName(vm_id)
+        except lv.libvirtError as exc:
+            if exc.get_error_code() == lv.VIR_ERR_NO_DOMAIN:
+                return None
+            raise
+
+    def _require(self, conn: Any, vm_id: str) -> Any:
+        dom = self._lookup(conn, vm_id)
+        if dom is None:
+            raise NotFound(f"domain {vm_id!r} not found on {self.uri}", host=self.uri, code="NO_DOMAIN")
+        return dom
+
+    def _ours(self, dom: Any) -> OurMetadata | None:
+        lv = self._lv()
+        try:
+            text = dom.metadata(lv.VIR_DOMAIN_METADATA_ELEMENT, METADATA_NS, 0)
+        except lv.libvirtError as exc:
+            if exc.get_error_code() == lv.VIR_ERR_NO_DOMAIN_METADATA:
+                return None
+            raise
+        return parse_metadata(text)
+
+    def _info(self, dom: Any) -> DomainInfo:
+        lv = self._lv()
+        state, max_kib, _mem_kib, vcpus, cpu_ns = dom.info()
+        ours = self._ours(dom)
+        states = {
+            lv.VIR_DOMAIN_RUNNING: DomainState.RUNNING,
+            lv.VIR_DOMAIN_BLOCKED: DomainState.RUNNING,
+            lv.VIR_DOMAIN_PAUSED: DomainState.PAUSED,
+            lv.VIR_DOMAIN_PMSUSPENDED: DomainState.PAUSED,
+            lv.VIR_DOMAIN_SHUTDOWN: DomainState.RUNNING,  # shutting down: still running
+            lv.VIR_DOMAIN_SHUTOFF: DomainState.STOPPED,
+            lv.VIR_DOMAIN_CRASHED: DomainState.CRASHED,
+        }
+        return DomainInfo(
+            vm_id=dom.name(),
+            state=states.get(state, DomainState.UNKNOWN),
+            vcpus=vcpus,
+            ram_mib=max_kib // 1024,
+            disk_gib=ours.disk_gib if ours else 0,
+            tenant_id=ours.tenant_id if ours else None,
+            native_id=dom.UUIDString(),
+            cpu_time_ns=cpu_ns,
+        )
+
+    def _all(self, conn: Any) -> list[DomainInfo]:
+        lv = self._lv()
+        out = []
+        for dom in conn.listAllDomains(0):
+            try:
+                out.append(self._info(dom))
+            except lv.libvirtError as exc:
+                if exc.get_error_code() != lv.VIR_ERR_NO_DOMAIN:  # vanished while we listed
+                    raise
+        return out
+
+    def _type(self, conn: Any) -> str:
+        if self._domain_type is None:
+            wanted = self.options.get("domain_type", "auto")
+            if wanted == "auto":
+                wanted = "kvm" if supports_kvm(conn.getCapabilities()) else "qemu"
+            self._domain_type = wanted
+        return self._domain_type
+
+    # -- facts ---------------------------------------------------------------------------------
+
+    def host_facts(self) -> HostFacts:
+        def facts(conn: Any) -> HostFacts:
+            _model, mib, cpus, *_ = conn.getInfo()
+            return HostFacts(
+                hostname=self.options.get("hostname") or conn.getHostname(),
+                vcpus=cpus,
+                ram_mib=mib,
+                disk_gib=None,
+                hypervisor=f"QEMU {_version(conn.getVersion())}",
+                driver_version=f"libvirt {_version(conn.getLibVersion())}",
+                host_uuid=host_uuid(conn.getCapabilities()),
+            )
+
+        return call(self.uri, facts, "host facts")
+
+    def host_usage(self) -> HostUsage:
+        active = (DomainState.RUNNING, DomainState.PAUSED)
+        running = [d for d in call(self.uri, self._all, "host usage") if d.state in active]
+        return HostUsage(
+            running_domains=len(running),
+            vcpus_used=sum(d.vcpus for d in running),
+            ram_mib_used=sum(d.ram_mib for d in running),
+            domains=tuple(running),
+        )
+
+    def get(self, vm_id: str) -> DomainInfo | None:
+        def get(conn: Any) -> DomainInfo | None:
+            dom = self._lookup(conn, vm_id)
+            return self._info(dom) if dom is not None else None
+
+        return call(self.uri, get, f"get {vm_id}")
+
+    def list_domains(self) -> list[DomainInfo]:
+        return call(self.uri, self._all, "list domains")
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def create(self, spec: VMSpec) -> DomainInfo:
+        check_vm_id(spec.vm_id)
+
+        def create(conn: Any) -> DomainInfo:
+            dom = self._lookup(conn, spec.vm_id)
+            if dom is None:
+                try:
+                    dom = conn.defineXML(domain_xml(spec, self._type(conn)))
+                except self._lv().libvirtError:
+                    dom = self._lookup(conn, spec.vm_id)  # a concurrent create won: compare below
+                    if dom is None:
+                        raise
+            ours = self._ours(dom)
+            wanted = (spec.tenant_id, spec.vcpus, spec.ram_mib, spec.disk_gib)
+            if ours is None or (ours.tenant_id, ours.vcpus, ours.ram_mib, ours.disk_gib) != wanted:
+                owner = "not created by Confluencia" if ours is None else "with a different spec"
+                msg = f"domain {spec.vm_id!r} already exists on {self.uri} ({owner})"
+                raise AlreadyExists(msg, host=self.uri, code="DOM_EXIST")
+            return self._info(dom)
+
+        return call(self.uri, create, f"create {spec.vm_id}")
+
+    def start(self, vm_id: str) -> DomainInfo:
+        def start(conn: Any) -> DomainInfo:
+            dom = self._require(conn, vm_id)
+            if not dom.isActive():
+                try:
+                    dom.create()
+                except self._lv().libvirtError:
+                    if not dom.isActive():  # "already running" after a race is fine
+                        raise
+            return self._info(dom)
+
+        return call(self.uri, start, f"start {vm_id}")
+
+    def stop(self, vm_id: str, timeout_s: float = 30.0) -> DomainInfo:
+        lv = self._lv()
+
+        def stop(conn: Any) -> DomainInfo:
+            dom = self._require(conn, vm_id)
+            deadline = time.monotonic() + timeout_s
+            if dom.isActive():
+                try:
+                    dom.shutdown()  # ACPI power button
+                except lv.libvirtError as exc:
+                    if exc.get_error_code() != lv.VIR_ERR_OPERATION_INVALID:
+                        raise
+                while dom.isActive() and time.monotonic() < deadline:
+                    time.sleep(POLL_S)  # polling the domain state until the guest powers off
+                if dom.isActive():
+                    try:
+                        dom.destroy()  # the guest ignored the request: force it off
+                    except lv.libvirtError as exc:
+                        if exc.get_error_code() != lv.VIR_ERR_OPERATION_INVALID or dom.isActive():
+                            raise
+            return self._info(dom)
+
+        return call(self.uri, stop, f"stop {vm_id}")
+
+    def delete(self, vm_id: str) -> None:
+        lv = self._lv()
+
+        def delete(conn: Any) -> None:
+            dom = self._lookup(conn, vm_id)
+            if dom is None:
+                return
+            if self._ours(dom) is None:
+                raise InvalidState(
+                    f"refusing to delete {vm_id!r} on {self.uri}: not created by Confluencia",
+                    host=self.uri,
+                    code="OPERATION_DENIED",
+                )
+            try:
+                if dom.isActive():
+                    dom.destroy()
+                if dom.isPersistent():
+                    dom.undefineFlags(
+                        lv.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+                        | lv.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+                        | lv.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA
+                        | lv.VIR_DOMAIN_UNDEFINE_NVRAM
+                    )
+            except lv.libvirtError as exc:
+                if exc.get_error_code() != lv.VIR_ERR_NO_DOMAIN:  # gone meanwhile: that is success
+                    raise
+
+        call(self.uri, delete, f"delete {vm_id}")
+
+    # -- migration -----------------------------------------------------------------------------
+
+    def migrate(
+        self,
+        vm_id: str,
+        target: HypervisorDriver,
+        *,
+        timeout_s: float = 600.0,
+        progress: ProgressCallback | None = None,
+    ) -> MigrationResult:
+        from agents.libvirt_migrate import run_migration
+
+        if not isinstance(target, LibvirtDriver):
+            raise InvalidState(f"cannot migrate from libvirt to {target.kind}", host=self.uri)
+        if target.uri == self.uri:
+            raise InvalidState(f"source and target are the same host {self.uri}", host=self.uri)
+        check_vm_id(vm_id)
+        started = time.monotonic()
+        src_conn = connection(self.uri)
+        dst_conn = connection(target.uri)  # ConnectionFailed here: target unreachable, nothing moved
+        try:
+            src_dom = self._lookup(src_conn, vm_id)
+            dst_dom = target._lookup(dst_conn, vm_id)
+            src_active = src_dom is not None and src_dom.isActive()
+            if dst_dom is not None and not src_active and (src_dom is None or dst_dom.isActive()):
+                self._forget_stale_source(src_dom)
+                return MigrationResult(vm_id, self.uri, target.uri, time.monotonic() - started, True)
+            if src_dom is None:
+                raise NotFound(f"domain {vm_id!r} is on neither {self.uri} nor {target.uri}", host=self.uri)
+            if dst_dom is not None and dst_dom.isActive():
+                raise AlreadyExists(f"domain {vm_id!r} runs on both hosts", host=target.uri, code="DOM_EXIST")
+        except self._lv().libvirtError as exc:
+            raise map_error(exc, self.uri, f"migrate {vm_id}") from exc
+        run_migration(
+            src_dom,
+            dst_conn,
+            migrate_uri=target.options.get("migrate_uri"),
+            bandwidth_mib=int(self.options.get("migrate_bandwidth_mib", "0")),
+            timeout_s=timeout_s,
+            progress=progress,
+            host=self.uri,
+        )
+        return MigrationResult(vm_id, self.uri, target.uri, time.monotonic() - started)
+
+    def _forget_stale_source(self, src_dom: Any | None) -> None:
+        """After an interrupted migration the inactive source definition is stale: remove it."""
+        if src_dom is not None and not src_dom.isActive() and self._ours(src_dom) is not None:
+            src_dom.undefineFlags(self._lv().VIR_DOMAIN_UNDEFINE_MANAGED_SAVE)
+
+    def close(self) -> None:
+        """Drop this host's cached connection (it is re-opened on the next call)."""
+        drop(self.uri)

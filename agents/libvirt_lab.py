@@ -1,0 +1,334 @@
+"""A libvirt test lab on one machine: N session daemons, each a separate "host".
+
+Every lab host is an unprivileged Unix user (``cflab1`` .. ``cflabN``) running its own ``libvirtd``
+session daemon with its own ``host_uuid``, reachable by root at
+``qemu:///session?socket=/tmp/run-USER/libvirt/libvirt-sock``. Guests are tiny TCG QEMU domains, so no
+KVM is needed. Live migration between lab hosts goes over loopback to ``tcp://127.0.0.1:PORT`` (one port
+per target host, passed to the driver as the ``migrate_uri`` option).
+
+The lab records the PID (and kernel start time) of every daemon it starts in ``state_dir/state.json``;
+``down`` kills only those processes and the QEMU processes those daemons started, never anything else.
+Needs root (to create the users and start daemons as them), ``libvirtd`` and ``qemu-system-x86_64``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+DEFAULT_PREFIX = "cflab"
+DEFAULT_STATE_DIR = Path("/tmp/confluencia-lab")
+HOME_ROOT = Path("/var/tmp/confluencia-lab-homes")
+BASE_MIGRATION_PORT = 49152
+LIBVIRTD = "libvirtd"
+QEMU = "qemu-system-x86_64"
+
+
+class LabError(RuntimeError):
+    """The lab cannot be started or is not usable here."""
+
+
+@dataclass(frozen=True)
+class LabHost:
+    name: str  # the Unix user, also the host name
+    uri: str
+    socket: str
+    runtime_dir: str
+    home: str
+    host_uuid: str
+    migrate_uri: str
+    pid: int | None = None
+    pid_start: str | None = None  # /proc/PID/stat field 22: guards against PID reuse
+
+    @property
+    def driver_options(self) -> dict[str, str]:
+        return {"migrate_uri": self.migrate_uri}
+
+
+def missing_requirements() -> str | None:
+    """Why the lab cannot run here, or None when it can."""
+    if os.geteuid() != 0:
+        return "the libvirt lab needs root (it creates users cflab1..N and starts their libvirtd)"
+    for binary in (LIBVIRTD, QEMU, "useradd"):
+        if shutil.which(binary) is None:
+            return f"{binary} is not installed (run .ci/system-deps.sh as root)"
+    try:
+        import libvirt  # noqa: F401
+    except ImportError:
+        return "libvirt-python is not installed (pip install -e '.[libvirt]')"
+    return None
+
+
+def _proc_start(pid: int) -> str | None:
+    """Kernel start time of ``pid`` (stat field 22), None when the process is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return None if fields[0] in ("Z", "X") else fields[19]  # a zombie is gone
+
+
+def _alive(pid: int | None, start: str | None) -> bool:
+    return pid is not None and start is not None and _proc_start(pid) == start
+
+
+class Lab:
+    """N libvirt session daemons. ``up()`` / ``down()`` / ``status()``; state lives in ``state_dir``."""
+
+    def __init__(
+        self,
+        hosts: int = 2,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        state_dir: Path | str = DEFAULT_STATE_DIR,
+        base_port: int = BASE_MIGRATION_PORT,
+    ) -> None:
+        self.count = hosts
+        self.prefix = prefix
+        self.state_dir = Path(state_dir)
+        self.base_port = base_port
+        self.state_file = self.state_dir / "state.json"
+
+    # -- description ---------------------------------------------------------------------------
+
+    def describe(self, index: int) -> LabHost:
+        """The static description of host ``index`` (1-based); no PID."""
+        user = f"{self.prefix}{index}"
+        runtime = f"/tmp/run-{user}"
+        sock = f"{runtime}/libvirt/libvirt-sock"
+        return LabHost(
+            name=user,
+            uri=f"qemu:///session?socket={sock}",
+            socket=sock,
+            runtime_dir=runtime,
+            home=str(HOME_ROOT / user),
+            host_uuid=str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{user}.confluencia-lab")),
+            migrate_uri=f"tcp://127.0.0.1:{self.base_port + index}",
+        )
+
+    def hosts(self) -> list[LabHost]:
+        """The hosts recorded by the last ``up`` (with PIDs), empty when the lab is down."""
+        try:
+            data = json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            return []
+        return [LabHost(**h) for h in data.get("hosts", [])]
+
+    def status(self) -> list[dict[str, Any]]:
+        """One row per recorded host: its description, whether its daemon runs and answers."""
+        rows = []
+        for h in self.hosts():
+            alive = _alive(h.pid, h.pid_start)
+            rows.append({**asdict(h), "running": alive, "answers": alive and self._answers(h)})
+        return rows
+
+    # -- up ------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def locked(self, timeout_s: float = 600.0) -> Iterator[None]:
+        """Exclusive use of this lab by one process (two test sessions must not share users)."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.state_dir / "lock", "w") as fh:
+            deadline = time.monotonic() + timeout_s
+            while True:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise LabError(f"lab {self.state_dir} is in use by another process") from None
+                    time.sleep(0.5)  # waiting for another process to release the lock
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def up(self, *, timeout_s: float = 60.0) -> list[LabHost]:
+        """Start every host daemon (fresh state), wait until each answers, record the PIDs."""
+        reason = missing_requirements()
+        if reason:
+            raise LabError(reason)
+        self.down()  # whatever a previous run left behind, and only that
+        started: list[LabHost] = []
+        try:
+            for i in range(1, self.count + 1):
+                started.append(self._start_host(self.describe(i)))
+                self._write_state(started)
+            deadline = time.monotonic() + timeout_s
+            for h in started:
+                self._wait_answers(h, deadline)
+        except BaseException:
+            self.down()
+            raise
+        return started
+
+    def restart_host(self, name: str, *, timeout_s: float = 60.0) -> LabHost:
+        """Start the daemon of one recorded host again (after a test killed it); keeps its domains."""
+        hosts = self.hosts()
+        for i, h in enumerate(hosts):
+            if h.name == name:
+                if _alive(h.pid, h.pid_start):
+                    return h
+                hosts[i] = self._start_host(self.describe(i + 1), fresh=False)
+                self._write_state(hosts)
+                self._wait_answers(hosts[i], time.monotonic() + timeout_s)
+                return hosts[i]
+        raise LabError(f"{name} is not a host of this lab")
+
+    def kill_host(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Kill one host's daemon (fault tests); its QEMU guests keep running, like a real crash."""
+        for h in self.hosts():
+            if h.name == name and _alive(h.pid, h.pid_start) and h.pid is not None:
+                os.kill(h.pid, sig)
+                self._wait_gone(h.pid, h.pid_start, 10.0)
+
+    def _start_host(self, h: LabHost, *, fresh: bool = True) -> LabHost:
+        pw = self._ensure_user(h.name, h.home)
+        runtime = Path(h.runtime_dir)
+        if fresh:
+            for d in (runtime, Path(h.home) / ".config", Path(h.home) / ".cache", Path(h.home) / ".local"):
+                shutil.rmtree(d, ignore_errors=True)
+        conf_dir = Path(h.home) / ".config" / "libvirt"
+        for d in (runtime, conf_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        (conf_dir / "libvirtd.conf").write_text(f'host_uuid = "{h.host_uuid}"\n')
+        runtime.chmod(0o700)
+        for root, dirs, files in os.walk(h.home):
+            for entry in [root, *(os.path.join(root, n) for n in dirs + files)]:
+                os.chown(entry, pw.pw_uid, pw.pw_gid)
+        os.chown(runtime, pw.pw_uid, pw.pw_gid)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        env = {
+            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME": h.home,
+            "USER": h.name,
+            "LOGNAME": h.name,
+            "XDG_RUNTIME_DIR": h.runtime_dir,
+            "LIBVIRT_LOG_OUTPUTS": "3:stderr",
+        }
+        with open(self.state_dir / f"{h.name}.log", "ab") as log:
+            proc = subprocess.Popen(
+                [LIBVIRTD],  # not daemonised: the PID we record is the daemon itself
+                env=env,
+                cwd=h.home,
+                user=pw.pw_uid,
+                group=pw.pw_gid,
+                extra_groups=[],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+        return LabHost(**{**asdict(h), "pid": proc.pid, "pid_start": _proc_start(proc.pid)})
+
+    @staticmethod
+    def _ensure_user(name: str, home: str) -> pwd.struct_passwd:
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            HOME_ROOT.mkdir(parents=True, exist_ok=True)
+            subprocess.run(
+                ["useradd", "--system", "--user-group", "--home-dir", home, "--shell", "/bin/false", name],
+                check=True,
+                capture_output=True,
+            )
+            return pwd.getpwnam(name)
+
+    def _write_state(self, hosts: list[LabHost]) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"hosts": [asdict(h) for h in hosts]}, indent=2))
+        tmp.replace(self.state_file)
+
+    @staticmethod
+    def _answers(h: LabHost) -> bool:
+        import libvirt
+
+        try:
+            conn = libvirt.open(h.uri)
+        except libvirt.libvirtError:
+            return False
+        try:
+            conn.getVersion()
+            return True
+        except libvirt.libvirtError:
+            return False
+        finally:
+            with contextlib.suppress(libvirt.libvirtError):
+                conn.close()
+
+    def _wait_answers(self, h: LabHost, deadline: float) -> None:
+        from agents.libvirt_errors import silence_libvirt
+
+        silence_libvirt()
+        while not self._answers(h):
+            if not _alive(h.pid, h.pid_start):
+                log = (self.state_dir / f"{h.name}.log").read_text(errors="replace")[-2000:]
+                raise LabError(f"libvirtd of {h.name} exited during start-up:\n{log}")
+            if time.monotonic() > deadline:
+                raise LabError(f"libvirtd of {h.name} did not answer on {h.socket} in time")
+            time.sleep(0.1)  # polling the daemon's socket until it answers
+
+    # -- down ----------------------------------------------------------------------------------
+
+    def down(self) -> list[str]:
+        """Stop the guests and daemons this lab started; return what was stopped."""
+        stopped: list[str] = []
+        for h in self.hosts():
+            for qpid in self._guest_pids(h):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(qpid, signal.SIGKILL)
+                stopped.append(f"{h.name} guest pid {qpid}")
+            if h.pid is not None and _alive(h.pid, h.pid_start):
+                os.kill(h.pid, signal.SIGTERM)
+                if not self._wait_gone(h.pid, h.pid_start, 10.0):
+                    os.kill(h.pid, signal.SIGKILL)
+                    self._wait_gone(h.pid, h.pid_start, 5.0)
+                stopped.append(f"{h.name} libvirtd pid {h.pid}")
+            shutil.rmtree(h.runtime_dir, ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            self.state_file.unlink()
+        return stopped
+
+    @staticmethod
+    def _guest_pids(h: LabHost) -> list[int]:
+        """QEMU processes started by this host's daemon: pid files in its run dir, owned by its user."""
+        pids = []
+        uid = pwd.getpwnam(h.name).pw_uid
+        for pidfile in Path(h.runtime_dir, "libvirt", "qemu", "run").glob("*.pid"):
+            try:
+                pid = int(pidfile.read_text().strip())
+                status = Path(f"/proc/{pid}/status").read_text()
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except (OSError, ValueError):
+                continue
+            owner = next((line.split()[1] for line in status.splitlines() if line.startswith("Uid:")), "")
+            if owner == str(uid) and b"qemu" in cmd:
+                pids.append(pid)
+        return pids
+
+    @staticmethod
+    def _wait_gone(pid: int, start: str | None, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)  # reap it when it is our child
+            if not _alive(pid, start):
+                break
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)  # polling for the process to exit
+        return True

@@ -1,0 +1,90 @@
+"""Run one libvirt migration with a deadline (``abortJob``) and progress (``jobStats``)."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from typing import Any
+
+from agents.base import ProgressCallback
+from agents.errors import DriverError, OperationTimeout
+from agents.libvirt_errors import map_error
+
+POLL_S = 0.1
+
+
+def migration_flags(lv: Any, running: bool) -> int:
+    """Live for a running domain, offline (definition only) for a stopped one."""
+    common = lv.VIR_MIGRATE_PERSIST_DEST | lv.VIR_MIGRATE_UNDEFINE_SOURCE
+    return common | (lv.VIR_MIGRATE_LIVE if running else lv.VIR_MIGRATE_OFFLINE)
+
+
+def _fraction(stats: dict[str, Any]) -> float | None:
+    total = stats.get("memory_total") or stats.get("data_total")
+    done = stats.get("memory_processed") or stats.get("data_processed")
+    if not total or done is None:
+        return None
+    return max(0.0, min(0.99, done / total))
+
+
+def run_migration(
+    dom: Any,
+    dest_conn: Any,
+    *,
+    migrate_uri: str | None,
+    bandwidth_mib: int,
+    timeout_s: float,
+    progress: ProgressCallback | None,
+    host: str,
+) -> None:
+    """``dom.migrate3(dest_conn, ...)`` in a worker thread while this thread watches the job.
+
+    The destination is the connection object itself (client-managed migration, no PEER2PEER), so a
+    ``qemu:///session`` target works: the source daemon never has to resolve the target's URI.
+    """
+    import libvirt as lv
+
+    running = bool(dom.isActive())
+    params: dict[str, Any] = {}
+    if migrate_uri and running:
+        params[lv.VIR_MIGRATE_PARAM_URI] = migrate_uri
+    if bandwidth_mib > 0 and running:
+        params[lv.VIR_MIGRATE_PARAM_BANDWIDTH] = bandwidth_mib
+    flags = migration_flags(lv, running)
+    outcome: dict[str, BaseException] = {}
+
+    def work() -> None:
+        try:
+            dom.migrate3(dest_conn, params, flags)
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=work, name=f"migrate-{dom.name()}", daemon=True)
+    deadline = time.monotonic() + timeout_s
+    aborted = False
+    worker.start()
+    while worker.is_alive():
+        worker.join(POLL_S)  # wakes up as soon as the migration returns
+        if not worker.is_alive():
+            break
+        if time.monotonic() >= deadline:
+            aborted = True
+            with contextlib.suppress(lv.libvirtError):  # no job yet / already finished
+                dom.abortJob()
+        elif progress is not None and running:
+            with contextlib.suppress(lv.libvirtError):
+                frac = _fraction(dom.jobStats())
+                if frac is not None:
+                    progress(frac)
+    error = outcome.get("error")
+    if error is None:
+        if progress is not None:
+            progress(1.0)
+        return
+    if aborted:
+        msg = f"migration of {dom.name()} did not finish within {timeout_s} s and was aborted: {error}"
+        raise OperationTimeout(msg, host=host) from error
+    if isinstance(error, lv.libvirtError):
+        raise map_error(error, host, f"migrate {dom.name()}") from error
+    raise DriverError(f"migration of {dom.name()} failed: {error}", host=host) from error
