@@ -402,9 +402,7 @@ class SimulatedDriver:
         steps = 4
         for i in range(steps):
             if time.monotonic() - started + duration * DATACENTER.delay_scale / steps > timeout_s:
-                raise OperationTimeout(
-                    f"migration did not finish within {timeout_s} s and was aborted", host=self.uri
-                )
+                raise OperationTimeout(f"migration did not finish within {timeout_s} s and was aborted", host=self.uri)
             DATACENTER.sleep(duration / steps)
             if progress is not None:
                 progress((i + 1) / (steps + 1))

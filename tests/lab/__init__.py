@@ -1,0 +1,1 @@
+"""Test fixtures for the libvirt lab (see :mod:`tests.lab.session`)."""

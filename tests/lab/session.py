@@ -1,0 +1,60 @@
+"""One libvirt lab per pytest session, shared by every test directory that needs it.
+
+Use :func:`lab_for` from a fixture; the first caller starts the lab, later callers get the same one, and
+it is torn down when pytest finishes (``config.add_cleanup``). Test labs use their own users
+(``cflabt1..3``, override with ``CONFLUENCIA_TEST_LAB_PREFIX``) and state dir so that they never touch a
+lab started by hand with ``confluencia lab up``. A machine without root, libvirtd or qemu gets a skip
+with the reason; a machine that has them and still cannot start the lab gets an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+
+import pytest
+
+from agents.libvirt_lab import Lab, LabHost, missing_requirements
+
+HOSTS = 3  # lab hosts 1 and 2 for the contract suite and migrations, 3 for tests that kill its daemon
+_LAB = pytest.StashKey["Lab | str"]()
+
+
+def lab_for(config: pytest.Config) -> Lab:
+    """The session's lab (started on first use), or ``pytest.skip`` with the reason it cannot run."""
+    found = config.stash.get(_LAB, None)
+    if found is None:
+        found = _start(config)
+        config.stash[_LAB] = found
+    if isinstance(found, str):
+        pytest.skip(found)
+    return found
+
+
+def _start(config: pytest.Config) -> Lab | str:
+    reason = missing_requirements()
+    if reason:
+        return f"libvirt lab unavailable: {reason}"
+    prefix = os.environ.get("CONFLUENCIA_TEST_LAB_PREFIX", "cflabt")
+    state_dir = os.path.join(tempfile.gettempdir(), f"confluencia-test-lab-{prefix}")
+    lab = Lab(HOSTS, prefix=prefix, state_dir=state_dir, base_port=49300)
+    stack = contextlib.ExitStack()
+    stack.enter_context(lab.locked(timeout_s=900))  # another pytest session may be using it
+    try:
+        lab.up(timeout_s=90)
+    except BaseException:
+        stack.close()
+        raise
+    stack.callback(lab.down)
+    config.add_cleanup(stack.close)
+    return lab
+
+
+def host(lab: Lab, index: int) -> LabHost:
+    """Lab host ``index`` (1-based) as recorded by ``up``."""
+    return lab.hosts()[index - 1]
+
+
+def driver_options(h: LabHost) -> dict[str, str]:
+    return {**h.driver_options, "hostname": h.name}
