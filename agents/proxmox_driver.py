@@ -1,0 +1,318 @@
+"""Proxmox VE driver: one node of a PVE cluster is one Confluencia host, spoken to through proxmoxer.
+
+URI ``pve://HOST[:PORT]/NODE``; options (strings): ``token_id`` (``user@realm!name``), ``token_secret``,
+``verify_ssl``, ``ca_bundle``, ``template``, ``storage``, ``bridge``, ``http_timeout``, ``task_timeout``,
+``start_timeout``, ``lock_timeout``, ``poll_interval``, ``vmid_min``, ``vmid_retries``,
+``local_disk_migration``. See ``agents/README-proxmox.md``.
+
+Idempotency: our VM id is kept in the VM's ``name`` and ``description`` (``proxmox_meta``). Every long
+operation returns a UPID that we remember in an :class:`OperationJournal` (in-process by default) and we also
+look for a running task of the VM on the Proxmox side, so a redelivered call waits for the task already
+running instead of starting the operation twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+import time
+from typing import Any, ClassVar
+
+from agents.base import DomainInfo, HostFacts, HostUsage, HypervisorDriver, MigrationResult, ProgressCallback, VMSpec
+from agents.errors import AlreadyExists, DriverError, InvalidState, NotFound, OperationTimeout
+from agents.proxmox_client import PROCESS_JOURNAL, Client, OperationJournal
+from agents.proxmox_create import Creator
+from agents.proxmox_meta import (
+    GIB,
+    MIB,
+    TAG,
+    domain_info,
+    is_candidate,
+    parse_description,
+    pve_name,
+    same_spec,
+)
+from agents.proxmox_migrate import migrate
+from agents.proxmox_uri import ProxmoxOptions, parse_uri
+
+Entry = dict[str, Any]
+
+
+class ProxmoxDriver:
+    kind = "proxmox"
+    _locks: ClassVar[dict[tuple[str, ...], threading.Lock]] = {}
+    _locks_guard: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, uri: str, *, journal: OperationJournal | None = None, **options: str) -> None:
+        self.uri = uri
+        self.host, self.port, self.node = parse_uri(uri)
+        self.opts = ProxmoxOptions.from_strings(options)
+        self.client = Client(self.host, self.port, self.opts, where=uri)
+        self.journal: OperationJournal = journal or PROCESS_JOURNAL
+
+    def __repr__(self) -> str:
+        return f"ProxmoxDriver(uri={self.uri!r}, token_id={self.opts.token_id!r})"
+
+    __str__ = __repr__
+
+    @classmethod
+    def validate_uri(cls, uri: str) -> None:
+        parse_uri(uri)
+
+    # ---- helpers ---------------------------------------------------------------------------------------
+    def _lock(self, *key: str) -> threading.Lock:
+        full = (self.host, str(self.port), *key)
+        with self._locks_guard:
+            return self._locks.setdefault(full, threading.Lock())
+
+    def _key(self, vm_id: str, op: str) -> str:
+        return f"{self.host}:{self.port}/{self.node}/{vm_id}/{op}"
+
+    def _qemu(self, vmid: int | str, suffix: str = "") -> str:
+        return f"nodes/{self.node}/qemu/{vmid}{suffix}"
+
+    def _entries(self) -> list[Entry]:
+        return list(self.client.call("GET", f"nodes/{self.node}/qemu") or [])
+
+    def _config(self, vmid: int | str, node: str | None = None) -> Entry:
+        return dict(self.client.call("GET", f"nodes/{node or self.node}/qemu/{vmid}/config"))
+
+    def _locate(self, vm_id: str) -> tuple[Entry, Entry] | None:
+        """Our VM on this node: its listing entry and config."""
+        name = pve_name(vm_id)
+        for entry in self._entries():
+            if entry.get("name") == name and not entry.get("template"):
+                try:
+                    cfg = self._config(entry["vmid"])
+                except NotFound:  # deleted or migrated meanwhile
+                    continue
+                meta = parse_description(cfg.get("description"))
+                if meta is not None and meta.vm_id == vm_id:
+                    return entry, cfg
+        return None
+
+    def _locate_elsewhere(self, vm_id: str) -> str | None:
+        """The other (online) node of the cluster holding our VM, if any."""
+        name = pve_name(vm_id)
+        for res in self.client.call("GET", "cluster/resources", type="vm") or []:
+            if res.get("name") != name or res.get("node") == self.node or res.get("status") == "unknown":
+                continue
+            try:
+                meta = parse_description(self._config(res["vmid"], res["node"]).get("description"))
+            except (NotFound, DriverError):
+                continue
+            if meta is not None and meta.vm_id == vm_id:
+                return str(res["node"])
+        return None
+
+    def _require(self, vm_id: str) -> tuple[Entry, Entry]:
+        found = self._locate(vm_id)
+        if found is None:
+            raise NotFound(f"VM {vm_id!r} not found on Proxmox node {self.node}", host=self.uri, code="NO_DOMAIN")
+        return found
+
+    def _info(self, vm_id: str) -> DomainInfo:
+        entry, cfg = self._require(vm_id)
+        return domain_info(entry, cfg)
+
+    def _run_task(
+        self,
+        key: str,
+        what: str,
+        vmid: int,
+        kinds: tuple[str, ...],
+        timeout_s: float,
+        launch: Any,
+        progress: ProgressCallback | None = None,
+    ) -> bool:
+        """Resume the remembered/running task of ``kinds`` or launch one, then wait. True when resumed."""
+        upid = self.journal.recall(key) or self.client.active_task(self.node, vmid, kinds)
+        resumed = upid is not None
+        if upid is None:
+            upid = str(launch())
+            self.journal.remember(key, upid)
+        try:
+            self.client.wait_task(upid, timeout_s, what, progress)
+        except NotFound:  # the journal named a task the cluster forgot: start over
+            self.journal.forget(key)
+            if not resumed:
+                raise
+            return self._run_task(key, what, vmid, kinds, timeout_s, launch, progress)
+        except OperationTimeout:
+            raise  # keep the UPID: the retry resumes waiting on it
+        except DriverError as exc:
+            if exc.code == "TASK_FAILED":
+                self.journal.forget(key)
+            raise
+        self.journal.forget(key)
+        return resumed
+
+    # ---- facts -----------------------------------------------------------------------------------------
+    def host_facts(self) -> HostFacts:
+        status = self.client.call("GET", f"nodes/{self.node}/status")
+        disk = int(status["rootfs"]["total"]) // GIB
+        for res in self.client.call("GET", "cluster/resources", type="storage") or []:
+            if res.get("node") == self.node and res.get("storage") == self.opts.storage and res.get("maxdisk"):
+                disk = int(res["maxdisk"]) // GIB
+        import proxmoxer
+
+        return HostFacts(
+            hostname=self.node,
+            vcpus=int(status["cpuinfo"]["cpus"]),
+            ram_mib=int(status["memory"]["total"]) // MIB,
+            disk_gib=disk,
+            hypervisor=f"QEMU/KVM ({status.get('pveversion', 'pve-manager')})",
+            driver_version=f"proxmoxer {getattr(proxmoxer, '__version__', '?')}",
+            host_uuid=None,
+        )
+
+    def _domains(self, entries: list[Entry]) -> list[DomainInfo]:
+        out = []
+        for entry in entries:
+            if entry.get("template"):
+                continue
+            cfg = None
+            if is_candidate(entry) or TAG in str(entry.get("tags", "")):
+                try:
+                    cfg = self._config(entry["vmid"])
+                except NotFound:
+                    continue
+            out.append(domain_info(entry, cfg))
+        return out
+
+    def host_usage(self) -> HostUsage:
+        running = self._domains([e for e in self._entries() if e.get("status") == "running"])
+        return HostUsage(
+            running_domains=len(running),
+            vcpus_used=sum(d.vcpus for d in running),
+            ram_mib_used=sum(d.ram_mib for d in running),
+            domains=tuple(running),
+        )
+
+    def get(self, vm_id: str) -> DomainInfo | None:
+        found = self._locate(vm_id)
+        return domain_info(*found) if found else None
+
+    def list_domains(self) -> list[DomainInfo]:
+        return self._domains(self._entries())
+
+    # ---- lifecycle -------------------------------------------------------------------------------------
+    def create(self, spec: VMSpec) -> DomainInfo:
+        with self._lock("vm", spec.vm_id):
+            key = self._key(spec.vm_id, "create")
+            found = self._locate(spec.vm_id)
+            if found is None:
+                elsewhere = self._locate_elsewhere(spec.vm_id)
+                if elsewhere is not None:
+                    raise AlreadyExists(
+                        f"VM {spec.vm_id!r} already exists on node {elsewhere}", host=self.uri, code="DOM_EXIST"
+                    )
+                self.journal.forget(key)  # a stale UPID of a create whose VM is gone
+                vmid = Creator(self).launch(spec, key)
+            else:
+                entry, cfg = found
+                meta = parse_description(cfg.get("description"))
+                if meta is None or not same_spec(meta, spec):
+                    raise AlreadyExists(
+                        f"VM {spec.vm_id!r} exists on {self.node} with a different spec",
+                        host=self.uri,
+                        code="DOM_EXIST",
+                    )
+                vmid = int(entry["vmid"])
+            Creator(self).finish(spec, vmid, key)
+            return self._info(spec.vm_id)
+
+    def start(self, vm_id: str) -> DomainInfo:
+        with self._lock("vm", vm_id):
+            entry, _ = self._require(vm_id)
+            key, vmid = self._key(vm_id, "start"), int(entry["vmid"])
+            if entry.get("status") == "running":
+                self.journal.forget(key)
+                return self._info(vm_id)
+
+            def launch() -> str:
+                call = lambda: self.client.call("POST", self._qemu(vmid, "/status/start"))  # noqa: E731
+                return str(self.client.retry_locked(call, f"start of {vm_id}"))
+
+            with contextlib.suppress(InvalidState):  # "already running": a concurrent start won
+                self._run_task(key, f"start of {vm_id}", vmid, ("qmstart",), self.opts.start_timeout_s, launch)
+            info = self._info(vm_id)
+            if info.state.value != "running":  # a resumed, older task: this one must really start it
+                self._run_task(key, f"start of {vm_id}", vmid, (), self.opts.start_timeout_s, launch)
+                info = self._info(vm_id)
+            return info
+
+    def stop(self, vm_id: str, timeout_s: float = 30.0) -> DomainInfo:
+        with self._lock("vm", vm_id):
+            entry, _ = self._require(vm_id)
+            key, vmid = self._key(vm_id, "stop"), int(entry["vmid"])
+            if entry.get("status") != "running":
+                self.journal.forget(key)
+                return self._info(vm_id)
+            what = f"shutdown of {vm_id}"
+
+            def shutdown() -> str:
+                call = lambda: self.client.call(  # noqa: E731
+                    "POST", self._qemu(vmid, "/status/shutdown"), timeout=max(1, math.ceil(timeout_s))
+                )
+                return str(self.client.retry_locked(call, what))
+
+            try:
+                self._run_task(key, what, vmid, ("qmshutdown", "qmstop"), timeout_s + 5.0, shutdown)
+            except (OperationTimeout, InvalidState):
+                pass
+            except DriverError as exc:  # "VM quit/powerdown failed - got timeout": force it off
+                if exc.code != "TASK_FAILED":
+                    raise
+            self.journal.forget(key)
+            if self._require(vm_id)[0].get("status") == "running":
+                self._hard_stop(vm_id, vmid, key)
+            return self._info(vm_id)
+
+    def _hard_stop(self, vm_id: str, vmid: int, key: str) -> None:
+        def launch() -> str:
+            call = lambda: self.client.call(  # noqa: E731
+                "POST", self._qemu(vmid, "/status/stop"), **{"overrule-shutdown": 1}
+            )
+            return str(self.client.retry_locked(call, f"stop of {vm_id}"))
+
+        self._run_task(key, f"stop of {vm_id}", vmid, ("qmstop",), self.opts.start_timeout_s, launch)
+
+    def delete(self, vm_id: str) -> None:
+        with self._lock("vm", vm_id):
+            key = self._key(vm_id, "delete")
+            found = self._locate(vm_id)
+            if found is None:
+                upid = self.journal.recall(key)
+                if upid is not None:
+                    try:
+                        self.client.wait_task(upid, self.opts.task_timeout_s, f"delete of {vm_id}")
+                    finally:
+                        self.journal.forget(key)
+                return
+            entry, _ = found
+            vmid = int(entry["vmid"])
+            if entry.get("status") == "running":
+                self._hard_stop(vm_id, vmid, self._key(vm_id, "stop"))
+
+            def launch() -> str:
+                call = lambda: self.client.call(  # noqa: E731
+                    "DELETE", self._qemu(vmid), purge=1, **{"destroy-unreferenced-disks": 1}
+                )
+                return str(self.client.retry_locked(call, f"delete of {vm_id}"))
+
+            self._run_task(key, f"delete of {vm_id}", vmid, ("qmdestroy",), self.opts.task_timeout_s, launch)
+
+    def migrate(
+        self,
+        vm_id: str,
+        target: HypervisorDriver,
+        *,
+        timeout_s: float = 600.0,
+        progress: ProgressCallback | None = None,
+    ) -> MigrationResult:
+        return migrate(self, vm_id, target, timeout_s=timeout_s, progress=progress, started=time.monotonic())
+
+    def close(self) -> None:
+        """Sessions are per thread and closed with their thread; nothing else to release."""

@@ -1,0 +1,126 @@
+"""``pve://HOST[:PORT]/NODE`` URIs and the string options of a Proxmox VE host."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from agents.errors import InvalidURI
+
+SCHEMES = ("pve", "proxmox")
+DEFAULT_PORT = 8006
+_NODE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+_TOKEN_ID = re.compile(r"^(?P<user>[^@!\s]+@[^@!\s]+)!(?P<name>[A-Za-z][A-Za-z0-9._-]*)$")
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+class Secret:
+    """A string that never shows itself in repr/str/logs."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+
+def parse_uri(uri: str) -> tuple[str, int, str]:
+    """Return ``(host, port, node)``; raise :class:`InvalidURI` on bad syntax (no connection made)."""
+    try:
+        parts = urlsplit(uri)
+        port = parts.port or DEFAULT_PORT
+    except ValueError as exc:
+        raise InvalidURI(f"invalid Proxmox URI {uri!r}: {exc}") from None
+    if parts.scheme not in SCHEMES:
+        raise InvalidURI(f"invalid Proxmox URI {uri!r}: expected pve://HOST[:PORT]/NODE")
+    if not parts.hostname:
+        raise InvalidURI(f"invalid Proxmox URI {uri!r}: missing host")
+    if parts.username or parts.password:
+        raise InvalidURI("invalid Proxmox URI: credentials go in the token options, not in the URI")
+    node = parts.path.strip("/")
+    if not _NODE.match(node):
+        raise InvalidURI(f"invalid Proxmox URI {uri!r}: the path must be the node name, e.g. pve://host/pve1")
+    if parts.query or parts.fragment:
+        raise InvalidURI(f"invalid Proxmox URI {uri!r}: options are passed separately, not in the query")
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    return host, port, node
+
+
+def _bool(name: str, value: str) -> bool:
+    low = value.strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise InvalidURI(f"option {name}={value!r} is not a boolean")
+
+
+def _num(name: str, value: str, minimum: float = 0.0) -> float:
+    try:
+        out = float(value)
+    except ValueError:
+        raise InvalidURI(f"option {name}={value!r} is not a number") from None
+    if out < minimum:
+        raise InvalidURI(f"option {name} must be >= {minimum}")
+    return out
+
+
+@dataclass(frozen=True)
+class ProxmoxOptions:
+    token_user: str  # user@realm
+    token_name: str
+    token_secret: Secret
+    verify_ssl: bool | str = True  # False, True (system CAs) or a CA bundle path
+    storage: str = "local-lvm"
+    bridge: str = "vmbr0"
+    template: str | None = None  # default template (VMID or name) when a spec names no image
+    http_timeout_s: float = 30.0  # one HTTP request (proxmoxer's default of 5 s is too short)
+    task_timeout_s: float = 900.0  # create/clone/delete tasks
+    start_timeout_s: float = 180.0
+    lock_timeout_s: float = 120.0  # retrying "VM is locked" / "can't lock file" with backoff
+    poll_interval_s: float = 1.0  # longest pause between two task status polls
+    vmid_min: int = 100
+    vmid_retries: int = 10
+    local_disk_migration: bool = True  # allow with-local-disks (storage migration) when needed
+
+    @classmethod
+    def from_strings(cls, options: dict[str, str]) -> ProxmoxOptions:
+        opts = dict(options)
+        token_id = opts.pop("token_id", "")
+        secret = opts.pop("token_secret", "")
+        match = _TOKEN_ID.match(token_id)
+        if match is None:
+            raise InvalidURI("option token_id must look like USER@REALM!TOKENNAME")
+        if not secret:
+            raise InvalidURI("option token_secret is required")
+        verify: bool | str = _bool("verify_ssl", opts.pop("verify_ssl", "true"))
+        ca_bundle = opts.pop("ca_bundle", "")
+        if ca_bundle:
+            verify = ca_bundle if verify else False
+        kw: dict[str, object] = {}
+        for key in ("storage", "bridge", "template"):
+            if key in opts:
+                kw[key] = opts.pop(key)
+        for key in ("http_timeout", "task_timeout", "start_timeout", "lock_timeout", "poll_interval"):
+            if key in opts:
+                kw[f"{key}_s"] = _num(key, opts.pop(key), 0.01)
+        for key in ("vmid_min", "vmid_retries"):
+            if key in opts:
+                kw[key] = int(_num(key, opts.pop(key), 1))
+        if "local_disk_migration" in opts:
+            kw["local_disk_migration"] = _bool("local_disk_migration", opts.pop("local_disk_migration"))
+        if opts:
+            raise InvalidURI(f"unknown Proxmox option(s): {', '.join(sorted(opts))}")
+        return cls(match["user"], match["name"], Secret(secret), verify, **kw)  # type: ignore[arg-type]
+
+    @property
+    def token_id(self) -> str:
+        return f"{self.token_user}!{self.token_name}"
