@@ -75,9 +75,7 @@ def tenant_mask(comp: Compiled, tenant: str) -> BoolArray:
 
 def zone_mask(comp: Compiled, zones: frozenset[str]) -> BoolArray:
     key = ("zones", *sorted(zones))
-    return _cached(
-        comp, key, lambda: np.array([z is not None and z in zones for z in comp.zones], dtype=bool)
-    )
+    return _cached(comp, key, lambda: np.array([z is not None and z in zones for z in comp.zones], dtype=bool))
 
 
 def label_mask(comp: Compiled, labels: frozenset[str]) -> BoolArray:

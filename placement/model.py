@@ -79,9 +79,7 @@ class HostSnapshot:
                 f"host {self.id!r}: unknown state {self.state!r} (expected one of {sorted(HOST_STATES)})"
             )
         object.__setattr__(self, "labels", _names(self.labels, f"host {self.id!r} labels"))
-        object.__setattr__(
-            self, "allowed_tenants", _optional_names(self.allowed_tenants, f"host {self.id!r} tenants")
-        )
+        object.__setattr__(self, "allowed_tenants", _optional_names(self.allowed_tenants, f"host {self.id!r} tenants"))
         if self.base_usage is not None:
             object.__setattr__(self, "base_usage", _vector(self.base_usage, f"host {self.id!r} base_usage"))
 

@@ -1,0 +1,103 @@
+"""Vectorised evaluation of candidate single-VM moves: feasibility masks and objective gains.
+
+Used by the rebalancer and the drain planner. For k candidate VMs and H hosts it builds (k, H) arrays:
+``valid`` (the move is allowed right now) and ``after`` (the objective if that move alone is made).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from placement.state import EPS, BoolArray, Compiled, FloatArray, IntArray, State
+
+
+@dataclass(frozen=True)
+class StaticTargets:
+    """Per-VM static target masks (host state/rebalance flag, tenant allow-list, zones), deduplicated."""
+
+    key_of_vm: IntArray  # (V,) index into masks
+    masks: BoolArray  # (K, H)
+
+
+def static_targets(comp: Compiled, hosts_ok: BoolArray) -> StaticTargets:
+    keys: dict[tuple[str, tuple[str, ...] | None], int] = {}
+    rows: list[BoolArray] = []
+    key_of_vm = np.zeros(len(comp.vm_ids), dtype=np.int64)
+    open_tenants = all(a is None for a in comp.allowed_tenants)
+    for v in range(len(comp.vm_ids)):
+        zones = comp.vm_zones[v]
+        key = ("" if open_tenants else comp.vm_tenant[v], None if zones is None else tuple(sorted(zones)))
+        idx = keys.get(key)
+        if idx is None:
+            mask = hosts_ok.copy()
+            if not open_tenants:
+                tenant = comp.vm_tenant[v]
+                mask &= np.array([a is None or tenant in a for a in comp.allowed_tenants], dtype=bool)
+            if zones is not None:
+                mask &= np.array([z is not None and z in zones for z in comp.zones], dtype=bool)
+            idx = len(rows)
+            keys[key] = idx
+            rows.append(mask)
+        key_of_vm[v] = idx
+    masks = np.array(rows, dtype=bool).reshape(len(rows), len(comp.host_ids))
+    return StaticTargets(key_of_vm=key_of_vm, masks=masks)
+
+
+def affinity_bound(comp: Compiled) -> BoolArray:
+    """VMs sharing an affinity group with another VM: they cannot move alone."""
+    out = np.zeros(len(comp.vm_ids), dtype=bool)
+    for v, groups in enumerate(comp.vm_aff):
+        for g in groups:
+            if sum(comp.aff_table.get(g, {}).values()) > 1:
+                out[v] = True
+    return out
+
+
+def evaluate_moves(
+    state: State, vms: IntArray, static: StaticTargets, hosts: IntArray | None = None
+) -> tuple[BoolArray, FloatArray]:
+    """(valid, objective_after) for moving each VM of ``vms`` to each host of ``hosts`` (default all)."""
+    c = state.c
+    if hosts is None:
+        hosts = np.arange(len(c.host_ids))
+    src = state.vm_host[vms]  # (k,)
+    dem = c.vm_demand[vms]  # (k, R)
+    inv = c.inv_cap[hosts]  # (m, R)
+    # Static masks and "not the source".
+    valid = static.masks[static.key_of_vm[vms]][:, hosts].copy()
+    valid &= src[:, None] != hosts[None, :]
+    # Capacity on hard resources.
+    room = c.cap[hosts] * (1.0 + EPS) + EPS - state.alloc[hosts]  # (m, R)
+    fits = (dem[:, None, :] <= room[None, :, :]) | ~c.hard[None, None, :]
+    valid &= fits.all(axis=2)
+    # Anti-affinity: hosts holding another member of one of the VM's groups.
+    pos = {int(h): j for j, h in enumerate(hosts)}
+    for i, v in enumerate(vms):
+        groups = c.vm_anti[int(v)]
+        if groups:
+            for h in state.anti_blocked(groups, int(src[i])):
+                j = pos.get(h)
+                if j is not None:
+                    valid[i, j] = False
+    # Objective after each move (running sums; schedulable hosts only).
+    n = state.n
+    if n == 0:
+        return valid, np.zeros(valid.shape)
+    s1 = np.broadcast_to(state.s1, dem.shape).copy()
+    s2 = np.broadcast_to(state.s2, dem.shape).copy()
+    src_sched = c.schedulable[src][:, None]
+    old_src = state.util[src]
+    new_src = (state.alloc[src] - dem) * c.inv_cap[src]
+    s1 += np.where(src_sched, new_src - old_src, 0.0)
+    s2 += np.where(src_sched, new_src * new_src - old_src * old_src, 0.0)
+    old_t = state.util[hosts][None, :, :]  # (1, m, R)
+    new_t = old_t + dem[:, None, :] * inv[None, :, :]  # (k, m, R)
+    tgt_sched = c.schedulable[hosts][None, :, None]
+    s1k = s1[:, None, :] + np.where(tgt_sched, new_t - old_t, 0.0)
+    s2k = s2[:, None, :] + np.where(tgt_sched, new_t * new_t - old_t * old_t, 0.0)
+    mean = s1k / n
+    std = np.sqrt(np.maximum(s2k / n - mean * mean, 0.0))
+    after = std @ c.weights
+    return valid, np.asarray(after, dtype=np.float64)
