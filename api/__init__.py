@@ -1,1 +1,61 @@
 """HTTP layer: Flask app factory, flask-smorest blueprints, problem+json errors."""
+
+from __future__ import annotations
+
+from flask import Flask, Response, jsonify
+from flask_smorest import Api
+
+from api import http, problems
+from api.routes import admin, tenant_info, vms
+from controlplane.app import create_core_app
+from controlplane.config import Settings
+from controlplane.errors import PROBLEM_TYPES
+
+API_DESCRIPTION = """Confluencia: the open control plane of a shared public-sector data center.
+
+Municipalities ask for VMs and see their own VMs, quotas, operations and audit trail; data-center
+operators manage hosts, municipalities, quotas and tokens. Authenticate with `Authorization: Bearer <token>`.
+Errors are RFC 9457 `application/problem+json`; send `Accept-Language: es` for Spanish titles.
+
+Confluencia: plano de control abierto del centro de datos público compartido. Los municipios piden VMs y
+ven sus propias VMs, cuotas, operaciones y auditoría.
+"""
+
+
+class ConfluenciaApi(Api):
+    def _register_error_handlers(self) -> None:
+        """Errors are rendered by api.problems (problem+json), not by flask-smorest's default."""
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    app = create_core_app(settings, name="confluencia.api")
+    app.config.update(
+        API_TITLE="Confluencia API", API_VERSION="v1", OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/", OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="/docs", OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        API_SPEC_OPTIONS={"info": {"description": API_DESCRIPTION,
+                                   "license": {"name": "Apache-2.0",
+                                               "url": "https://www.apache.org/licenses/LICENSE-2.0"}},
+                          "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+                          "security": [{"bearer": []}]},
+        JSON_SORT_KEYS=False,
+    )
+    api = ConfluenciaApi(app)
+    for bp in (vms.bp, tenant_info.flavors_bp, tenant_info.quota_bp, tenant_info.ops_bp, tenant_info.audit_bp,
+               admin.hosts_bp, admin.tenants_bp, admin.users_bp, admin.tokens_bp, admin.flavor_admin_bp):
+        api.register_blueprint(bp)
+    http.register(app)
+    problems.register(app)
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return jsonify({"status": "ok"})
+
+    @app.get("/problems/<slug>")
+    def problem_type(slug: str) -> Response:
+        if slug not in PROBLEM_TYPES:
+            return problems.problem_response("not-found", "Unknown problem type.")
+        status, title = PROBLEM_TYPES[slug]
+        return jsonify({"type": f"/problems/{slug}", "status": status, "title": {"en": title.en, "es": title.es}})
+
+    return app

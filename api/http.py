@@ -1,0 +1,72 @@
+"""Request plumbing: request ids, bearer-token authentication, content types, ETags and If-Match."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from flask import Flask, Response, g, request
+
+from controlplane import context
+from controlplane.context import Principal
+from controlplane.errors import BadRequest, Msg, PreconditionRequired, ProblemError
+from controlplane.services.identity import authenticate
+
+PUBLIC_PATHS = ("/openapi.json", "/docs", "/problems/", "/healthz", "/static/", "/favicon.ico")
+REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def principal() -> Principal:
+    p = g.get("principal")
+    if p is None:  # a route forgot to be protected: never serve it anonymously
+        return authenticate(None)
+    assert isinstance(p, Principal)
+    return p
+
+
+def etag_of(version: int) -> str:
+    return f'"{version}"'
+
+
+def if_match(required: bool = False) -> int | None:
+    """The version the client expects, from ``If-Match: "N"`` (None when absent or ``*``)."""
+    raw = request.headers.get("If-Match")
+    if raw is None:
+        if required:
+            raise PreconditionRequired(Msg("Send If-Match with the ETag you read (GET the object first).",
+                                           "Envíe If-Match con el ETag que leyó (haga GET del objeto primero)."))
+        return None
+    raw = raw.strip()
+    if raw == "*":
+        return None
+    m = re.fullmatch(r'(?:W/)?"(\d{1,18})"', raw)
+    if not m:
+        raise BadRequest(Msg(f"If-Match must be an ETag such as \"3\", got {raw[:40]!r}.",
+                             f"If-Match debe ser un ETag como \"3\"; se recibió {raw[:40]!r}."))
+    return int(m.group(1))
+
+
+def _before() -> None:
+    rid = request.headers.get("X-Request-ID", "")
+    g.request_id = rid if REQUEST_ID_RE.match(rid) else uuid.uuid4().hex
+    context.request_id.set(g.request_id)
+    if request.method in ("POST", "PUT", "PATCH") and request.content_length and not request.is_json:
+        raise ProblemError(Msg("Send the body as JSON (Content-Type: application/json).",
+                               "Envíe el cuerpo como JSON (Content-Type: application/json)."),
+                           slug="unsupported-media-type")
+    if request.path.startswith("/v1/"):
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if header and scheme.lower() != "bearer":
+            token = ""
+        g.principal = authenticate(token.strip() or None)
+
+
+def _after(resp: Response) -> Response:
+    resp.headers["X-Request-ID"] = g.get("request_id", "")
+    return resp
+
+
+def register(app: Flask) -> None:
+    app.before_request(_before)
+    app.after_request(_after)

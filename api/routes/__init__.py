@@ -1,0 +1,1 @@
+"""flask-smorest blueprints, all under /v1."""

@@ -1,0 +1,85 @@
+"""/v1/vms: a municipality's virtual machines."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, jsonify, url_for
+from flask_smorest import Blueprint
+
+from api.http import etag_of, if_match, principal
+from api.idempotency import idempotent
+from api.schemas import tenant as s
+from api.schemas.common import page, page_schema
+from controlplane.models import VM, Operation
+from controlplane.services import vms
+from controlplane.services.vms import VMRequestData
+
+bp = Blueprint("vms", __name__, url_prefix="/v1/vms", description="Virtual machines / Máquinas virtuales")
+VMPage = page_schema(s.VM, "VMPage")
+
+
+def accepted(op: Operation, body: Any, etag_version: int | None = None) -> Response:
+    resp = jsonify(body)
+    resp.status_code = 202
+    resp.headers["Location"] = url_for("operations.get_operation", op_id=op.id)
+    if etag_version is not None:
+        resp.headers["ETag"] = etag_of(etag_version)
+    return resp
+
+
+@bp.route("", methods=["POST"])
+@idempotent
+@bp.arguments(s.VMCreate)
+@bp.response(202, s.VMAccepted)
+@bp.alt_response(403, description="Quota exceeded (problem+json with `quota`)")
+@bp.alt_response(409, description="No host has room (problem+json with `reasons`)")
+def create_vm(args: dict[str, Any]) -> Response:
+    """Ask for a VM. Quota and capacity are claimed at once; the build runs in the background.
+
+    Poll the operation in `Location` (or the VM) until it is `ACTIVE`. Send `Idempotency-Key` to retry
+    safely: the same key and body replays the first answer.
+    """
+    vm, op = vms.create_vm(principal(), VMRequestData(**args))
+    return accepted(op, {"vm": s.VM().dump(vm), "operation_id": op.id}, vm.version)
+
+
+@bp.route("", methods=["GET"])
+@bp.arguments(s.VMListArgs, location="query")
+@bp.response(200, VMPage)
+def list_vms(args: dict[str, Any]) -> dict[str, Any]:
+    """List VMs (your municipality's; operators see all). Deleted VMs only with `include_deleted`."""
+    filters = {k: v for k, v in args.items() if k not in ("limit", "offset")}
+    items, total = vms.list_vms(principal(), limit=args["limit"], offset=args["offset"], **filters)
+    return page(items, total, args)
+
+
+@bp.route("/<vm_id>", methods=["GET"])
+@bp.response(200, s.VM)
+def get_vm(vm_id: str) -> Response:
+    vm: VM = vms.get_vm(principal(), vm_id)
+    resp = jsonify(s.VM().dump(vm))
+    resp.headers["ETag"] = etag_of(vm.version)
+    return resp
+
+
+@bp.route("/<vm_id>", methods=["DELETE"])
+@bp.response(202, s.Operation)
+def delete_vm(vm_id: str) -> Response:
+    """Delete a VM (`If-Match` optional). A VM that is still being built cannot be deleted yet (409)."""
+    op = vms.delete_vm(principal(), vm_id, if_match())
+    return accepted(op, s.Operation().dump(op))
+
+
+@bp.route("/<vm_id>/start", methods=["POST"])
+@bp.response(202, s.Operation)
+def start_vm(vm_id: str) -> Response:
+    op = vms.power(principal(), vm_id, "start", if_match())
+    return accepted(op, s.Operation().dump(op))
+
+
+@bp.route("/<vm_id>/stop", methods=["POST"])
+@bp.response(202, s.Operation)
+def stop_vm(vm_id: str) -> Response:
+    op = vms.power(principal(), vm_id, "stop", if_match())
+    return accepted(op, s.Operation().dump(op))

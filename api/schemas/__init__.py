@@ -1,0 +1,1 @@
+"""marshmallow schemas of the public API (unknown fields are rejected everywhere)."""

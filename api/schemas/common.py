@@ -1,0 +1,50 @@
+"""Shared fields and schemas: names, pagination, list envelopes."""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Any
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
+
+MAX_INT = 2**31 - 1
+
+
+def _printable(value: str) -> None:
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in value):
+        raise ValidationError("Must not contain control characters.")
+    if value != value.strip():
+        raise ValidationError("Must not start or end with spaces.")
+
+
+def Name(max_len: int = 63, **kw: Any) -> fields.String:
+    return fields.String(validate=[validate.Length(min=1, max=max_len), _printable], **kw)
+
+
+def Slug(**kw: Any) -> fields.String:
+    return fields.String(validate=validate.Regexp(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$",
+                                                  error="Lowercase letters, digits and '-', 1-63 characters."), **kw)
+
+
+def Count(minimum: int = 0, maximum: int = MAX_INT, **kw: Any) -> fields.Integer:
+    return fields.Integer(strict=True, validate=validate.Range(min=minimum, max=maximum), **kw)
+
+
+class StrictSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class PageArgs(StrictSchema):
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_INT))
+
+
+def page_schema(item: type[Schema], name: str) -> type[Schema]:
+    return type(name, (Schema,), {
+        "items": fields.List(fields.Nested(item)), "total": fields.Integer(),
+        "limit": fields.Integer(), "offset": fields.Integer()})
+
+
+def page(items: list[Any], total: int, args: dict[str, Any]) -> dict[str, Any]:
+    return {"items": items, "total": total, "limit": args["limit"], "offset": args["offset"]}

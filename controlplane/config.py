@@ -1,0 +1,52 @@
+"""Configuration from environment variables (see the README's configuration table)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_DB_PATH = Path("var") / "confluencia.sqlite3"
+
+
+def _bool(value: str | None, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on", "si", "sí"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = f"sqlite:///{DEFAULT_DB_PATH.resolve()}"
+    broker_url: str = "memory://"
+    secret_key: str = field(default_factory=lambda: secrets.token_hex(32))
+    bind: str = "127.0.0.1:8080"
+    embedded_worker: bool = True
+    worker_concurrency: int = 4
+    placement_retries: int = 3
+    sim_delay_scale: float = 1.0
+    log_level: str = "INFO"
+    operation_stale_s: float = 300.0
+
+    @property
+    def uses_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
+        e = dict(os.environ if env is None else env)
+        broker = e.get("CELERY_BROKER_URL") or "memory://"
+        values: dict[str, object] = {
+            "database_url": e.get("DATABASE_URL") or cls.database_url,
+            "broker_url": broker,
+            "secret_key": e.get("CONFLUENCIA_SECRET_KEY") or secrets.token_hex(32),
+            "bind": e.get("CONFLUENCIA_BIND") or cls.bind,
+            "embedded_worker": _bool(e.get("CONFLUENCIA_EMBEDDED_WORKER"), broker.startswith("memory")),
+            "worker_concurrency": int(e.get("CONFLUENCIA_WORKER_CONCURRENCY") or cls.worker_concurrency),
+            "placement_retries": int(e.get("CONFLUENCIA_PLACEMENT_RETRIES") or cls.placement_retries),
+            "sim_delay_scale": float(e.get("CONFLUENCIA_SIM_DELAY_SCALE") or cls.sim_delay_scale),
+            "log_level": e.get("CONFLUENCIA_LOG_LEVEL") or cls.log_level,
+        }
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]

@@ -1,0 +1,32 @@
+"""Who is acting and in which request: set by the API (or a task), read by services and the audit log."""
+
+from __future__ import annotations
+
+import contextvars
+from dataclasses import dataclass
+
+from controlplane.models import Role
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: str | None
+    username: str
+    role: str
+    tenant_id: str | None = None
+
+    @property
+    def is_operator(self) -> bool:
+        return self.role == Role.OPERATOR
+
+    @property
+    def is_tenant_admin(self) -> bool:
+        return self.role == Role.ADMIN
+
+    def can_see_tenant(self, tenant_id: str | None) -> bool:
+        return self.is_operator or (tenant_id is not None and tenant_id == self.tenant_id)
+
+
+SYSTEM = Principal(user_id=None, username="system", role="system")
+
+request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)

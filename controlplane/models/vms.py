@@ -1,0 +1,68 @@
+"""Virtual machines: what a tenant owns and where it runs."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from controlplane.db import db
+from controlplane.models.base import created_column, id_column, updated_column
+from controlplane.models.infra import Host
+from controlplane.models.tenancy import Tenant
+
+
+class VMState(enum.StrEnum):
+    PENDING = "PENDING"
+    BUILDING = "BUILDING"
+    ACTIVE = "ACTIVE"
+    STOPPED = "STOPPED"
+    MIGRATING = "MIGRATING"
+    DELETING = "DELETING"
+    DELETED = "DELETED"
+    ERROR = "ERROR"
+
+
+class VM(db.Model):  # type: ignore[name-defined]
+    """A VM claims resources on ``host_id`` (and ``migration_target_id`` while migrating) whenever
+    ``host_id`` is set and the state is not DELETED; a failed build clears ``host_id``."""
+
+    __tablename__ = "vms"
+    __table_args__ = (
+        CheckConstraint("vcpus > 0 AND ram_mib > 0 AND disk_gib >= 0", name="ck_vms_pos"),
+        Index("ix_vms_tenant_state", "tenant_id", "state"),
+        Index("ix_vms_host_state", "host_id", "state"),
+    )
+
+    id: Mapped[str] = id_column()
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), nullable=False)
+    name: Mapped[str] = mapped_column(String(63), nullable=False)
+    flavor_id: Mapped[str | None] = mapped_column(ForeignKey("flavors.id"), nullable=True)
+    vcpus: Mapped[int] = mapped_column(Integer, nullable=False)
+    ram_mib: Mapped[int] = mapped_column(Integer, nullable=False)
+    disk_gib: Mapped[int] = mapped_column(Integer, nullable=False)
+    image: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    anti_affinity_group: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    host_id: Mapped[str | None] = mapped_column(ForeignKey("hosts.id"), nullable=True)
+    migration_target_id: Mapped[str | None] = mapped_column(ForeignKey("hosts.id"), nullable=True)
+    state: Mapped[str] = mapped_column(String(16), nullable=False, default=VMState.PENDING.value)
+    status_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    failed_hosts: Mapped[str] = mapped_column(Text, nullable=False, default="")  # comma-separated host ids
+    build_attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    created_at: Mapped[datetime] = created_column()
+    updated_at: Mapped[datetime] = updated_column()
+    launched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    __mapper_args__ = {"version_id_col": version}
+
+    tenant: Mapped[Tenant] = relationship()
+    host: Mapped[Host | None] = relationship(foreign_keys=[host_id])
+
+    @property
+    def failed_host_ids(self) -> set[str]:
+        return {h for h in self.failed_hosts.split(",") if h}

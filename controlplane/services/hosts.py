@@ -1,0 +1,139 @@
+"""Hypervisor hosts (operator side): registration, updates, maintenance flag, utilisation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from agents import InvalidURI, validate_uri
+from agents.registry import forget
+from controlplane import audit
+from controlplane.context import Principal
+from controlplane.db import db
+from controlplane.errors import Conflict, Msg, ValidationFailed, not_found
+from controlplane.models import VM, Host, HostState, VMState
+from controlplane.services import capacity
+from controlplane.services.tenants import require_operator
+from controlplane.services.tx import check_version, paginate, transaction
+
+FIELDS = ("name", "driver", "uri", "vcpus", "ram_mib", "disk_gib", "reserved_vcpus", "reserved_ram_mib",
+          "reserved_disk_gib", "cpu_ratio", "ram_ratio", "disk_ratio", "zone", "state", "state_reason")
+
+
+def host_view(h: Host) -> dict[str, Any]:
+    return {f: getattr(h, f) for f in FIELDS}
+
+
+def _check_uri(driver: str, uri: str) -> None:
+    try:
+        validate_uri(driver, uri)
+    except InvalidURI as exc:
+        raise ValidationFailed(Msg(f"Invalid connection URI for a {driver} host: {exc.message}",
+                                   f"URI de conexión no válida para un host {driver}: {exc.message}"),
+                               errors={"uri": [exc.message]}) from exc
+
+
+def _check_reserved(h: Host) -> None:
+    errors = {f"reserved_{r}": ["Must be less than the physical amount."]
+              for r in ("vcpus", "ram_mib", "disk_gib") if getattr(h, f"reserved_{r}") >= getattr(h, r)}
+    if errors:
+        raise ValidationFailed("Reserved resources must leave something to schedule.", errors=errors)
+
+
+def create_host(actor: Principal, data: dict[str, Any]) -> Host:
+    require_operator(actor)
+    _check_uri(data["driver"], data["uri"])
+    with transaction():
+        if db.session.execute(select(Host.id).where(Host.name == data["name"])).first():
+            raise ValidationFailed(f"host name {data['name']!r} is taken", errors={"name": ["Already taken."]})
+        host = Host(**data)
+        _check_reserved(host)
+        db.session.add(host)
+        db.session.flush()
+        audit.record(actor, "host.create", "host", host.id, after=host_view(host))
+    return host
+
+
+def get_host(actor: Principal, host_id: str) -> Host:
+    require_operator(actor)
+    host = db.session.execute(select(Host).where((Host.id == host_id) | (Host.name == host_id))).scalar_one_or_none()
+    if host is None:
+        raise not_found("host", host_id)
+    return host
+
+
+def update_host(actor: Principal, host_id: str, changes: dict[str, Any], if_match: int | None) -> Host:
+    require_operator(actor)
+    with transaction():
+        host = db.session.execute(select(Host).where(Host.id == get_host(actor, host_id).id)
+                                  .with_for_update()).scalar_one()
+        check_version(host.version, if_match)
+        if "uri" in changes or "driver" in changes:
+            _check_uri(changes.get("driver", host.driver), changes.get("uri", host.uri))
+            forget(host.driver, host.uri)
+        before = host_view(host)
+        for key, value in changes.items():
+            setattr(host, key, value)
+        _check_reserved(host)
+        action = "host.update"
+        if before["state"] != host.state:
+            action = f"host.state.{host.state}"
+        audit.record(actor, action, "host", host.id, before=before, after=host_view(host))
+    return host
+
+
+def delete_host(actor: Principal, host_id: str, if_match: int | None) -> None:
+    require_operator(actor)
+    with transaction():
+        host = db.session.execute(select(Host).where(Host.id == get_host(actor, host_id).id)
+                                  .with_for_update()).scalar_one()
+        check_version(host.version, if_match)
+        used = db.session.execute(select(VM.id).where(
+            (VM.host_id == host.id) | (VM.migration_target_id == host.id) | VM.failed_hosts.contains(host.id))
+        ).first()
+        if used is not None:
+            live = db.session.execute(select(VM.id).where(VM.host_id == host.id,
+                                                          VM.state != VMState.DELETED.value)).first()
+            if live is not None:
+                raise Conflict(Msg(f"Host {host.name} still has VMs; drain it first.",
+                                   f"El host {host.name} todavía tiene VMs; vacíelo primero."))
+            raise Conflict(Msg(f"Host {host.name} appears in VM history; disable it instead of deleting.",
+                               f"El host {host.name} figura en el historial de VMs; deshabilítelo en lugar "
+                               "de eliminarlo."))
+        audit.record(actor, "host.delete", "host", host.id, before=host_view(host))
+        db.session.delete(host)
+
+
+def list_hosts(actor: Principal, *, state: str | None, zone: str | None, driver: str | None,
+               limit: int, offset: int) -> tuple[list[Host], int]:
+    require_operator(actor)
+    stmt = select(Host).order_by(Host.name)
+    if state:
+        stmt = stmt.where(Host.state == state)
+    if zone:
+        stmt = stmt.where(Host.zone == zone)
+    if driver:
+        stmt = stmt.where(Host.driver == driver)
+    return paginate(stmt, limit, offset)
+
+
+def utilisation(hosts: list[Host]) -> dict[str, dict[str, Any]]:
+    """Per host: capacity, allocated and utilisation (0..1) per resource, and the VM count."""
+    alloc = capacity.host_allocations([h.id for h in hosts])
+    out: dict[str, dict[str, Any]] = {}
+    for h in hosts:
+        used = alloc.get(h.id, capacity.Usage())
+        cap = h.capacity()
+        out[h.id] = {
+            "capacity": {"vcpus": cap[0], "ram_mib": cap[1], "disk_gib": cap[2]},
+            "allocated": {"vcpus": used.vcpus, "ram_mib": used.ram_mib, "disk_gib": used.disk_gib},
+            "utilisation": {"vcpus": round(used.vcpus / cap[0], 4) if cap[0] else 0.0,
+                            "ram_mib": round(used.ram_mib / cap[1], 4) if cap[1] else 0.0,
+                            "disk_gib": round(used.disk_gib / cap[2], 4) if cap[2] else 0.0},
+            "vms": used.vms,
+        }
+    return out
+
+
+HOST_STATES = [s.value for s in HostState]

@@ -1,0 +1,43 @@
+"""VM states and the one place where transitions are validated.
+
+PENDING -> BUILDING -> ACTIVE <-> STOPPED, ACTIVE -> MIGRATING -> ACTIVE, * -> DELETING -> DELETED,
+* -> ERROR (and a failed build may go back to PENDING on another host).
+"""
+
+from __future__ import annotations
+
+from controlplane.errors import InvalidState, Msg
+from controlplane.models import VM, VMState
+
+S = VMState
+TRANSITIONS: dict[VMState, frozenset[VMState]] = {
+    S.PENDING: frozenset({S.BUILDING, S.DELETING, S.ERROR}),
+    S.BUILDING: frozenset({S.ACTIVE, S.PENDING, S.ERROR}),
+    S.ACTIVE: frozenset({S.STOPPED, S.MIGRATING, S.DELETING, S.ERROR}),
+    S.STOPPED: frozenset({S.ACTIVE, S.MIGRATING, S.DELETING, S.ERROR}),
+    S.MIGRATING: frozenset({S.ACTIVE, S.STOPPED, S.ERROR}),
+    S.DELETING: frozenset({S.DELETED, S.ERROR}),
+    S.ERROR: frozenset({S.DELETING, S.ACTIVE, S.STOPPED}),
+    S.DELETED: frozenset(),
+}
+
+STATE_ES = {S.PENDING: "pendiente", S.BUILDING: "en construcción", S.ACTIVE: "activa", S.STOPPED: "detenida",
+            S.MIGRATING: "en migración", S.DELETING: "eliminándose", S.DELETED: "eliminada", S.ERROR: "en error"}
+
+
+def can_transition(current: str, new: VMState) -> bool:
+    return new in TRANSITIONS[VMState(current)]
+
+
+def transition(vm: VM, new: VMState, reason: str | None = None) -> None:
+    """Move ``vm`` to ``new`` or raise :class:`InvalidState` (HTTP 409) naming both states."""
+    current = VMState(vm.state)
+    if current == new:
+        return
+    if new not in TRANSITIONS[current]:
+        raise InvalidState(Msg(
+            f"VM {vm.name!r} is {current.value}; it cannot become {new.value}.",
+            f"La VM {vm.name!r} está {STATE_ES[current]}; no puede pasar a {STATE_ES[new]}."),
+            state=current.value)
+    vm.state = new.value
+    vm.status_reason = reason

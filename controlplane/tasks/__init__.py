@@ -1,0 +1,1 @@
+"""Celery application, task definitions and the embedded in-process worker."""

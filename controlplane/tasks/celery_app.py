@@ -1,0 +1,44 @@
+"""The Celery application, bound to a Flask core app whose app context every task runs in."""
+
+from __future__ import annotations
+
+from celery import Celery
+from flask import Flask
+
+from controlplane.config import Settings
+
+_flask_app: dict[str, Flask] = {}
+
+
+def flask_app() -> Flask:
+    """The Flask core app the tasks run in (created from the environment in a standalone worker)."""
+    app = _flask_app.get("app")
+    if app is None:
+        from controlplane.app import create_core_app
+
+        app = create_core_app()
+    return app
+
+
+celery_app = Celery("confluencia")
+celery_app.conf.update(
+    task_acks_late=True,  # a task is acknowledged after it ran: a dead worker's task is redelivered
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_serializer="json",
+    accept_content=["json"],
+    task_ignore_result=True,
+    broker_connection_retry_on_startup=True,
+    broker_transport_options={"visibility_timeout": 3600},
+    timezone="UTC",
+)
+
+
+def init_celery(app: Flask) -> Celery:
+    settings: Settings = app.extensions["confluencia.settings"]
+    celery_app.conf.broker_url = settings.broker_url
+    celery_app.conf.task_always_eager = False
+    _flask_app["app"] = app
+    import controlplane.tasks.vm_tasks  # noqa: F401 (registers the tasks)
+
+    return celery_app

@@ -1,0 +1,18 @@
+"""Operation kind -> Celery task. The single place where operations are sent to workers."""
+
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger("confluencia.dispatch")
+
+
+def dispatch(kind: str, op_id: str) -> None:
+    from controlplane.tasks import vm_tasks
+
+    task = {"vm.create": vm_tasks.vm_create, "vm.delete": vm_tasks.vm_delete,
+            "vm.start": vm_tasks.vm_start, "vm.stop": vm_tasks.vm_stop}[kind]
+    try:
+        task.apply_async(args=[op_id])
+    except Exception:  # broker down: the operation stays pending and requeue_stale picks it up
+        log.exception("could not enqueue %s %s; it will be re-sent by requeue_stale", kind, op_id)

@@ -1,0 +1,48 @@
+"""An in-process Celery worker on the in-memory broker: the embedded default (``make demo``, tests).
+
+Production runs ``celery -A controlplane.worker worker`` processes on Redis instead; the tasks are
+the same. With the in-memory broker queued tasks die with the process, so on start every unfinished
+operation is sent again (the tasks are idempotent).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from celery.worker import WorkController
+from flask import Flask
+from sqlalchemy import select
+
+from controlplane.db import db
+from controlplane.models import Operation, OpStatus
+from controlplane.tasks.celery_app import celery_app
+from controlplane.tasks.dispatch import dispatch
+
+log = logging.getLogger("confluencia.worker")
+
+
+class EmbeddedWorker:
+    def __init__(self, app: Flask, concurrency: int = 4) -> None:
+        self.app = app
+        self.controller = WorkController(
+            app=celery_app, pool_cls="threads", concurrency=concurrency, loglevel="WARNING",
+            without_heartbeat=True, without_mingle=True, without_gossip=True, hostname="embedded@confluencia")
+        self.thread = threading.Thread(target=self.controller.start, name="celery-embedded", daemon=True)
+
+    def start(self, resend_unfinished: bool = True) -> EmbeddedWorker:
+        self.thread.start()
+        if resend_unfinished:
+            with self.app.app_context():
+                ops = db.session.execute(select(Operation.id, Operation.kind).where(
+                    Operation.status.in_([OpStatus.PENDING.value, OpStatus.RUNNING.value]))).all()
+                db.session.rollback()
+            for op_id, kind in ops:
+                dispatch(kind, op_id)
+            if ops:
+                log.info("re-sent %d unfinished operations", len(ops))
+        return self
+
+    def stop(self) -> None:
+        self.controller.stop(in_sighandler=False)
+        self.thread.join(timeout=10)

@@ -1,0 +1,66 @@
+"""Celery tasks for VM operations: thin wrappers around controlplane.services.lifecycle."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agents import DriverError
+from controlplane.app import settings
+from controlplane.services import lifecycle
+from controlplane.services.operations import stale_operations
+from controlplane.tasks.celery_app import celery_app, flask_app
+
+MAX_RETRIES = 3
+
+
+def _backoff(retries: int) -> float:
+    return float(min(2 ** retries, 30))
+
+
+def _run(task: Any, op_id: str, fn: Any, *args: Any, reschedule: bool = False) -> None:
+    with flask_app().app_context():
+        _run_in_context(task, op_id, fn, *args, reschedule=reschedule)
+
+
+def _run_in_context(task: Any, op_id: str, fn: Any, *args: Any, reschedule: bool) -> None:
+    try:
+        fn(op_id, *args)
+    except DriverError as exc:
+        if not exc.transient:
+            raise
+        if task.request.retries < MAX_RETRIES:
+            raise task.retry(exc=exc, countdown=_backoff(task.request.retries)) from exc
+        lifecycle.give_up(op_id, f"{type(exc).__name__}: {exc.message} (after {MAX_RETRIES} retries)",
+                          reschedule_build=reschedule)
+
+
+@celery_app.task(bind=True, name="confluencia.vm.create", max_retries=MAX_RETRIES)
+def vm_create(self: Any, op_id: str) -> None:
+    _run(self, op_id, lifecycle.run_create, reschedule=True)
+
+
+@celery_app.task(bind=True, name="confluencia.vm.delete", max_retries=MAX_RETRIES)
+def vm_delete(self: Any, op_id: str) -> None:
+    _run(self, op_id, lifecycle.run_delete)
+
+
+@celery_app.task(bind=True, name="confluencia.vm.start", max_retries=MAX_RETRIES)
+def vm_start(self: Any, op_id: str) -> None:
+    _run(self, op_id, lifecycle.run_power, "start")
+
+
+@celery_app.task(bind=True, name="confluencia.vm.stop", max_retries=MAX_RETRIES)
+def vm_stop(self: Any, op_id: str) -> None:
+    _run(self, op_id, lifecycle.run_power, "stop")
+
+
+@celery_app.task(name="confluencia.ops.requeue_stale")
+def requeue_stale() -> int:
+    """Re-send operations whose task never reached a worker (the operations table is the outbox)."""
+    from controlplane.tasks.dispatch import dispatch
+
+    with flask_app().app_context():
+        ops = [(op.kind, op.id) for op in stale_operations(settings().operation_stale_s)]
+    for kind, op_id in ops:
+        dispatch(kind, op_id)
+    return len(ops)
