@@ -199,7 +199,7 @@ class Lab:
         pw = self._ensure_user(h.name, h.home)
         runtime = Path(h.runtime_dir)
         if fresh:
-            for d in (runtime, Path(h.home) / ".config", Path(h.home) / ".cache", Path(h.home) / ".local"):
+            for d in (runtime, Path(h.home) / ".config", Path(h.home) / ".local"):  # keep .cache (qemu caps)
                 shutil.rmtree(d, ignore_errors=True)
         conf_dir = Path(h.home) / ".config" / "libvirt"
         for d in (runtime, conf_dir):

@@ -1,0 +1,111 @@
+"""Faults against the lab: a daemon down or killed mid-migration, migration timeouts, bad targets.
+
+Only lab host 3 is ever killed (the ``d3`` fixture restarts it after each test).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from agents.base import DomainState
+from agents.errors import ConnectionFailed, DriverError, OperationTimeout
+
+pytestmark = pytest.mark.libvirt
+
+
+def _wait_for(condition, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)  # polling the condition
+
+
+def test_create_on_a_host_whose_daemon_is_down_fails_fast_then_recovers(lab, d3, new_spec):
+    spec = new_spec()
+    d3.list_domains()  # the driver holds a cached, healthy connection
+    lab.kill_host(lab.hosts()[2].name)
+    started = time.monotonic()
+    with pytest.raises(ConnectionFailed):
+        d3.create(spec)
+    assert time.monotonic() - started < 5
+    lab.restart_host(lab.hosts()[2].name)
+    assert d3.create(spec).state == DomainState.STOPPED  # the broken connection was re-opened
+
+
+def _where(drivers, vm_id):
+    return {drv.uri: info.state for drv in drivers if (info := drv.get(vm_id)) is not None}
+
+
+def test_target_daemon_killed_during_migration_leaves_the_vm_on_exactly_one_host(lab, d1, d3, new_spec):
+    import libvirt
+
+    spec = new_spec()
+    d1.create(spec)
+    d1.start(spec.vm_id)
+    watcher = libvirt.open(d3.uri)
+    outcome: dict[str, object] = {}
+
+    def migrate() -> None:
+        try:
+            outcome["result"] = d1.migrate(spec.vm_id, d3, timeout_s=60)
+        except DriverError as exc:
+            outcome["error"] = exc
+
+    def incoming() -> bool:
+        try:
+            watcher.lookupByName(spec.vm_id)
+            return True
+        except libvirt.libvirtError:
+            return False
+
+    worker = threading.Thread(target=migrate)
+    worker.start()
+    try:
+        _wait_for(lambda: incoming() or not worker.is_alive(), 30, "the incoming domain on host 3")
+        lab.kill_host(lab.hosts()[2].name)
+    finally:
+        worker.join(90)
+        watcher.close()
+    assert not worker.is_alive()
+    assert "error" in outcome, f"migration finished before the kill: {outcome}"
+    lab.restart_host(lab.hosts()[2].name)
+    # The driver can tell where the VM is: exactly one host runs it.
+    _wait_for(
+        lambda: list(_where([d1, d3], spec.vm_id).values()).count(DomainState.RUNNING) == 1,
+        30,
+        "the VM to run on exactly one host",
+    )
+    where = _where([d1, d3], spec.vm_id)
+    running_on = [uri for uri, state in where.items() if state == DomainState.RUNNING]
+    assert len(running_on) == 1, where
+    # Retrying the migration (as a redelivered task would) converges on the target.
+    result = d1.migrate(spec.vm_id, d3, timeout_s=60)
+    assert result.already_there == (running_on == [d3.uri])
+    assert d3.get(spec.vm_id).state == DomainState.RUNNING
+    assert d1.get(spec.vm_id) is None
+
+
+def test_migration_over_its_deadline_is_aborted_and_the_vm_stays_on_the_source(d1, d2, new_spec):
+    spec = new_spec()
+    d1.create(spec)
+    d1.start(spec.vm_id)
+    with pytest.raises(OperationTimeout):
+        d1.migrate(spec.vm_id, d2, timeout_s=0.1)
+    assert d1.get(spec.vm_id).state == DomainState.RUNNING
+    moved = d2.get(spec.vm_id)
+    assert moved is None or moved.state != DomainState.RUNNING
+
+
+def test_migration_to_a_target_whose_daemon_is_down_fails_fast(lab, d1, d3, new_spec):
+    spec = new_spec()
+    d1.create(spec)
+    d1.start(spec.vm_id)
+    lab.kill_host(lab.hosts()[2].name)
+    started = time.monotonic()
+    with pytest.raises(ConnectionFailed):
+        d1.migrate(spec.vm_id, d3, timeout_s=60)
+    assert time.monotonic() - started < 5
+    assert d1.get(spec.vm_id).state == DomainState.RUNNING
