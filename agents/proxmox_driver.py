@@ -17,6 +17,7 @@ import contextlib
 import math
 import threading
 import time
+import uuid
 from typing import Any, ClassVar
 
 from agents.base import DomainInfo, HostFacts, HostUsage, HypervisorDriver, MigrationResult, ProgressCallback, VMSpec
@@ -164,8 +165,15 @@ class ProxmoxDriver:
             disk_gib=disk,
             hypervisor=f"QEMU/KVM ({status.get('pveversion', 'pve-manager')})",
             driver_version=f"proxmoxer {getattr(proxmoxer, '__version__', '?')}",
-            host_uuid=None,
+            host_uuid=self._node_uuid(),
         )
+
+    def _node_uuid(self) -> str:
+        """Stable per node: derived from the node's certificate fingerprint (unique per node)."""
+        for n in self.client.call("GET", "nodes") or []:
+            if n.get("node") == self.node and n.get("ssl_fingerprint"):
+                return str(uuid.uuid5(uuid.NAMESPACE_OID, f"pve-node:{n['ssl_fingerprint']}"))
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"pve://{self.host}:{self.port}/{self.node}"))
 
     def _domains(self, entries: list[Entry]) -> list[DomainInfo]:
         out = []
@@ -191,8 +199,18 @@ class ProxmoxDriver:
         )
 
     def get(self, vm_id: str) -> DomainInfo | None:
+        """Ours by id; else a foreign VM named exactly ``vm_id`` (as ``list_domains`` reports it)."""
         found = self._locate(vm_id)
-        return domain_info(*found) if found else None
+        if found:
+            return domain_info(*found)
+        foreign = self._foreign(vm_id)
+        return domain_info(foreign, None) if foreign else None
+
+    def _foreign(self, name: str) -> Entry | None:
+        for entry in self._entries():
+            if entry.get("name") == name and not entry.get("template") and not is_candidate(entry):
+                return entry
+        return None
 
     def list_domains(self) -> list[DomainInfo]:
         return self._domains(self._entries())
@@ -203,6 +221,12 @@ class ProxmoxDriver:
             key = self._key(spec.vm_id, "create")
             found = self._locate(spec.vm_id)
             if found is None:
+                if self._foreign(spec.vm_id) is not None:
+                    raise AlreadyExists(
+                        f"a VM named {spec.vm_id!r} that is not ours exists on {self.node}",
+                        host=self.uri,
+                        code="DOM_EXIST",
+                    )
                 elsewhere = self._locate_elsewhere(spec.vm_id)
                 if elsewhere is not None:
                     raise AlreadyExists(

@@ -6,7 +6,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from agents.base import HypervisorDriver, MigrationResult, ProgressCallback
-from agents.errors import DriverError, InvalidState, NotFound
+from agents.errors import ConnectionFailed, DriverError, InvalidState, NotFound
 
 if TYPE_CHECKING:
     from agents.proxmox_driver import ProxmoxDriver
@@ -27,9 +27,13 @@ def migrate(
         raise InvalidState(f"cannot migrate from {src.kind} to {target.kind}", host=src.uri)
     if target.node == src.node:
         raise InvalidState(f"source and target are the same node {src.node}", host=src.uri)
-    nodes = {str(n.get("node")) for n in src.client.call("GET", "nodes") or []}
+    nodes = {str(n.get("node")): n.get("status") for n in src.client.call("GET", "nodes") or []}
     if target.node not in nodes:
         raise InvalidState(f"{target.uri} is not a node of the cluster of {src.uri}", host=src.uri)
+    if nodes[target.node] != "online":
+        raise ConnectionFailed(
+            f"migration target node {target.node} is {nodes[target.node]}", host=target.uri, code="NODE_UNREACHABLE"
+        )
 
     def result(already: bool) -> MigrationResult:
         if progress is not None:

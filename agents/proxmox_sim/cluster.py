@@ -6,6 +6,7 @@ Any node answers for the whole cluster (one API endpoint). Requests for an offli
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import threading
 import time
@@ -31,6 +32,7 @@ class Cluster:
         self.vms: dict[int, SimVM] = {}
         self.tokens: dict[str, str] = {}  # "user@realm!name" -> secret
         self.file_locks: dict[int, str] = {}  # vmid -> holder ("/var/lock/qemu-server/lock-N.conf")
+        self.salt = secrets.token_hex(8)  # makes node certificate fingerprints unique per cluster
         self.lock_timeouts = 0  # how many clones gave up on a file lock ("got timeout")
 
     # ---- setup helpers (tests, CLI) -------------------------------------------------------------------
@@ -80,11 +82,7 @@ class Cluster:
 
     def tasks_of(self, vmid: int, kind: str | None = None) -> list[SimTask]:
         with self.lock:
-            return [
-                t
-                for t in self.engine.tasks.values()
-                if t.id == str(vmid) and (kind is None or t.type == kind)
-            ]
+            return [t for t in self.engine.tasks.values() if t.id == str(vmid) and (kind is None or t.type == kind)]
 
     # ---- checks ---------------------------------------------------------------------------------------
     def node(self, name: str) -> SimNode:
@@ -92,8 +90,7 @@ class Cluster:
         if n is None:
             raise ApiError(
                 500,
-                f"hostname lookup '{name}' failed - failed to get address info for: "
-                f"{name}: Name or service not known",
+                f"hostname lookup '{name}' failed - failed to get address info for: {name}: Name or service not known",
             )
         if not n.online:
             raise ApiError(595, "No route to host")
@@ -121,6 +118,10 @@ class Cluster:
         if self.mem_used_mib(node) + vm.memory_mib > self.nodes[node].mem_total_mib:
             raise TaskFailed("start failed: QEMU exited with code 1")
 
+    def fingerprint(self, node: str) -> str:
+        digest = hashlib.sha256(f"{self.salt}/{node}".encode()).hexdigest().upper()
+        return ":".join(digest[i : i + 2] for i in range(0, 64, 2))
+
     # ---- read-only endpoints --------------------------------------------------------------------------
     def version(self) -> dict[str, Any]:
         return {
@@ -136,6 +137,8 @@ class Cluster:
 
     def _node_resource(self, n: SimNode, *, index: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {"node": n.name, "status": "online" if n.online else "offline"}
+        if index:
+            out["ssl_fingerprint"] = self.fingerprint(n.name)
         if n.online:
             out.update(
                 cpu=0.02,
@@ -243,18 +246,14 @@ class Cluster:
                             }
                         )
             if kind in (None, "vm"):
-                out += [
-                    self.vm_resource(v, cluster=True) for v in sorted(self.vms.values(), key=lambda v: v.vmid)
-                ]
+                out += [self.vm_resource(v, cluster=True) for v in sorted(self.vms.values(), key=lambda v: v.vmid)]
             return out
 
     def nextid(self, vmid: int | None, user: str) -> str:
         with self.lock:
             if vmid is not None:
                 if vmid in self.vms:
-                    raise ApiError(
-                        400, "Parameter verification failed.", {"vmid": f"VM {vmid} already exists"}
-                    )
+                    raise ApiError(400, "Parameter verification failed.", {"vmid": f"VM {vmid} already exists"})
                 return str(vmid)
             free = 100
             while free in self.vms:
@@ -262,9 +261,7 @@ class Cluster:
             if self.faults.vmid_race > 0:  # another client creates the VM right after our answer
                 self.faults.vmid_race -= 1
                 node = next(n for n in self.nodes.values() if n.online).name
-                self.vms[free] = SimVM(
-                    free, node, name=f"other-{free}", description="created by someone else"
-                )
+                self.vms[free] = SimVM(free, node, name=f"other-{free}", description="created by someone else")
             return str(free)  # a string: the real API answers {"data":"100"}
 
     def qemu_index(self, node: str) -> list[dict[str, Any]]:

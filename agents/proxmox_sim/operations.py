@@ -81,9 +81,7 @@ class SimCluster(Cluster):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     self.lock_timeouts += 1
-                    raise ApiError(
-                        500, f"can't lock file '/var/lock/qemu-server/lock-{vmid}.conf' - got timeout"
-                    )
+                    raise ApiError(500, f"can't lock file '/var/lock/qemu-server/lock-{vmid}.conf' - got timeout")
                 self.file_lock_cond.wait(left)
             src = self.vm(node, vmid)
             if newid in self.vms:
@@ -132,9 +130,7 @@ class SimCluster(Cluster):
             if not p.get("skiplock"):
                 self.check_lock(vm)
             if "digest" in p and p["digest"] != vm.config()["digest"]:
-                raise ApiError(
-                    500, "detected modified configuration - file changed by other user? Try again."
-                )
+                raise ApiError(500, "detected modified configuration - file changed by other user? Try again.")
             for key in str(p.get("delete", "")).split(","):
                 if key in ("description", "tags", "name"):
                     setattr(vm, key, "")
@@ -162,9 +158,7 @@ class SimCluster(Cluster):
                     self._check_memory(vm, vm.node)
                     vm.status, vm.started_at = "running", time.time()
 
-            return self.engine.spawn(
-                node, "qmstart", str(vmid), user, done, log=[f"start VM {vmid}: UPID pending"]
-            )
+            return self.engine.spawn(node, "qmstart", str(vmid), user, done, log=[f"start VM {vmid}: UPID pending"])
 
     def shutdown_vm(self, node: str, vmid: int, p: dict[str, Any], user: str) -> str:
         with self.lock:
@@ -244,9 +238,7 @@ class SimCluster(Cluster):
             vm = self.vm(node, vmid)
             target = p["target"]
             if target not in self.nodes:
-                raise ApiError(
-                    400, "Parameter verification failed.", {"target": f"no such cluster node '{target}'"}
-                )
+                raise ApiError(400, "Parameter verification failed.", {"target": f"no such cluster node '{target}'"})
             if target == node:
                 raise ApiError(500, "target is local node.")
             if not self.nodes[target].online:
@@ -304,9 +296,7 @@ class SimCluster(Cluster):
                     continue
                 if "typefilter" in p and t.type != p["typefilter"]:
                     continue
-                if (source == "active" and t.status != "running") or (
-                    source == "archive" and t.status == "running"
-                ):
+                if (source == "active" and t.status != "running") or (source == "archive" and t.status == "running"):
                     continue
                 if p.get("errors") and t.exitstatus in (None, "OK"):
                     continue

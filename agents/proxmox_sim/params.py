@@ -92,9 +92,7 @@ def parse(spec: Spec, raw: dict[str, str]) -> dict[str, Any]:
     for key, value in raw.items():
         kind = spec.get(key)
         if kind is None:
-            errors[key] = (
-                "property is not defined in schema and the schema does not allow additional properties"
-            )
+            errors[key] = "property is not defined in schema and the schema does not allow additional properties"
             continue
         letter = kind.rstrip("!")
         if letter in ("i", "v"):
@@ -116,9 +114,7 @@ def parse(spec: Spec, raw: dict[str, str]) -> dict[str, Any]:
     for key, kind in spec.items():
         if kind.endswith("!") and key not in raw:
             errors[key] = "property is missing and it is not optional"
-    if "name" in out and not re.fullmatch(
-        r"(?=.{1,63}$)[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?", out["name"]
-    ):
+    if "name" in out and not re.fullmatch(r"(?=.{1,63}$)[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?", out["name"]):
         errors["name"] = f"value '{out['name']}' does not look like a valid DNS name"
     if errors:
         raise ApiError(400, "Parameter verification failed.", errors)

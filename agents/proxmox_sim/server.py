@@ -173,9 +173,7 @@ class SimServer:
         self.httpd.daemon_threads = True
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(self.cert_path, key_path)
-        self.httpd.socket = ctx.wrap_socket(
-            self.httpd.socket, server_side=True, do_handshake_on_connect=False
-        )
+        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True, do_handshake_on_connect=False)
         self.host, self.port = host, self.httpd.server_address[1]
         self._thread: threading.Thread | None = None
 

@@ -70,9 +70,7 @@ class TaskEngine:
         threading.Thread(target=self._run, args=args, name=f"pve-{kind}-{ident}", daemon=True).start()
         return upid
 
-    def _run(
-        self, task: SimTask, wait: float, effect: Effect, on_fail: Effect | None, fail_text: str | None
-    ) -> None:
+    def _run(self, task: SimTask, wait: float, effect: Effect, on_fail: Effect | None, fail_text: str | None) -> None:
         if task.hung:
             task.release.wait()
         else:

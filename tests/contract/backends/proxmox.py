@@ -1,0 +1,102 @@
+"""Contract backend: two nodes of a simulated Proxmox VE cluster, spoken to over HTTPS through proxmoxer."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from agents.base import HypervisorDriver, VMSpec
+from tests.contract.backends import ContractBackend, HostPair
+
+
+def _spec(vm_id: str) -> VMSpec:
+    return VMSpec(vm_id=vm_id, name=f"contract {vm_id}", vcpus=1, ram_mib=256, disk_gib=1, tenant_id="tenant-c")
+
+
+def _missing(config: pytest.Config) -> str | None:
+    if importlib.util.find_spec("proxmoxer") is None or importlib.util.find_spec("requests") is None:
+        return "proxmoxer/requests not installed (pip install -e '.[proxmox]')"
+    if shutil.which("openssl") is None:
+        return "the openssl binary is needed for the simulator's certificate"
+    return None
+
+
+@contextmanager
+def _open(config: pytest.Config) -> Iterator[HostPair]:
+    from agents.proxmox_driver import ProxmoxDriver
+    from agents.proxmox_sim import SimCluster, SimServer, SimVM
+
+    cluster = SimCluster(["pve-a", "pve-b", "pve-down"], mem_total_mib=16384)
+    secret = cluster.add_token("confluencia@pve!contract")
+    server = SimServer(cluster).start()
+    options = {
+        "token_id": "confluencia@pve!contract",
+        "token_secret": secret,
+        "ca_bundle": str(server.cert_path),
+        "poll_interval": "0.05",
+        "http_timeout": "5",
+    }
+
+    def driver(node: str) -> ProxmoxDriver:
+        return ProxmoxDriver(f"pve://{server.address}/{node}", **options)
+
+    def node_of(d: HypervisorDriver) -> str:
+        assert isinstance(d, ProxmoxDriver)
+        return d.node
+
+    def add_foreign(d: HypervisorDriver, name: str) -> None:
+        with cluster.lock:
+            vmid = max([5000, *cluster.vms]) + 1
+            cluster.vms[vmid] = SimVM(
+                vmid, node_of(d), name=name, memory_mib=64, status="running", started_at=time.time()
+            )
+
+    def remove_foreign(d: HypervisorDriver, name: str) -> None:
+        with cluster.lock:
+            for vmid in [v.vmid for v in cluster.vms.values() if v.name == name]:
+                del cluster.vms[vmid]
+
+    def uncooperative(d: HypervisorDriver, vm_id: str) -> None:
+        info = d.get(vm_id)
+        assert info is not None and info.native_id is not None
+        with cluster.lock:
+            cluster.vms[int(info.native_id)].ignore_acpi = True
+
+    def before_each() -> None:
+        cluster.set_node_online("pve-down", False)
+
+    try:
+        yield HostPair(
+            a=driver("pve-a"),
+            b=driver("pve-b"),
+            spec=_spec,
+            add_foreign=add_foreign,
+            remove_foreign=remove_foreign,
+            unreachable=lambda: driver("pve-down"),  # a cluster node that is offline: 595 errors
+            make_uncooperative=uncooperative,
+            valid_uris=["pve://pve.example.org/pve1", "pve://10.0.0.5:8006/node-2", "proxmox://[::1]:8006/pve3"],
+            invalid_uris=[
+                "",
+                "garbage",
+                "pve://",
+                "pve://host",
+                "pve://host/",
+                "pve://host/a/b",
+                "pve://host:99999/pve1",
+                "pve://root:pw@host/pve1",
+                "pve://host/pve1?token=x",
+                "https://host:8006/pve1",
+                "pve://host/not_a_node!",
+            ],
+            before_each=before_each,
+        )
+    finally:
+        server.stop()
+
+
+BACKEND = ContractBackend(kind="proxmox", missing=_missing, open=_open)
