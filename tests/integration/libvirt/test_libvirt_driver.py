@@ -101,6 +101,7 @@ def test_delete_refuses_a_domain_confluencia_did_not_create(d1):
 
 def test_libvirt_errors_map_to_our_types(d1, new_spec):
     import libvirt
+
     from agents.libvirt_errors import map_error
 
     conn = libvirt.open(d1.uri)
