@@ -34,6 +34,7 @@ class Cluster:
         self.file_locks: dict[int, str] = {}  # vmid -> holder ("/var/lock/qemu-server/lock-N.conf")
         self.salt = secrets.token_hex(8)  # makes node certificate fingerprints unique per cluster
         self.lock_timeouts = 0  # how many clones gave up on a file lock ("got timeout")
+        self.lock_rejections = 0  # how many calls were refused with "VM is locked (...)"
 
     # ---- setup helpers (tests, CLI) -------------------------------------------------------------------
     def add_token(self, token_id: str = "root@pam!confluencia", secret: str | None = None) -> str:
@@ -103,9 +104,9 @@ class Cluster:
             raise ApiError(500, f"Configuration file 'nodes/{node}/qemu-server/{vmid}.conf' does not exist")
         return vm
 
-    @staticmethod
-    def check_lock(vm: SimVM) -> None:
+    def check_lock(self, vm: SimVM) -> None:
         if vm.lock:
+            self.lock_rejections += 1
             raise ApiError(500, f"VM is locked ({vm.lock})")
 
     def mem_used_mib(self, node: str) -> int:
