@@ -32,7 +32,13 @@ _VM_CONFIG: Spec = {
     "digest": "s",
     "skiplock": "b",
 }
-CREATE: Spec = {**_VM_CONFIG, "vmid": "v!", "start": "b", "pool": "s", "storage": "s"}
+CREATE: Spec = {
+    **{k: v for k, v in _VM_CONFIG.items() if k not in ("digest", "skiplock")},
+    "vmid": "v!",
+    "start": "b",
+    "pool": "s",
+    "storage": "s",
+}
 SET_CONFIG: Spec = {**_VM_CONFIG, "delete": "s", "revert": "s", "lock": "s", "force": "b"}
 CLONE: Spec = {
     "newid": "v!",
