@@ -17,6 +17,8 @@ from controlplane.services import capacity
 from controlplane.services.tenants import require_operator
 from controlplane.services.tx import check_version, paginate, transaction
 
+DEFAULTS: dict[str, Any] = {"reserved_vcpus": 0, "reserved_ram_mib": 0, "reserved_disk_gib": 0, "cpu_ratio": 4.0,
+                            "ram_ratio": 1.0, "disk_ratio": 1.0, "state": HostState.ENABLED.value}
 FIELDS = ("name", "driver", "uri", "vcpus", "ram_mib", "disk_gib", "reserved_vcpus", "reserved_ram_mib",
           "reserved_disk_gib", "cpu_ratio", "ram_ratio", "disk_ratio", "zone", "state", "state_reason")
 
@@ -47,7 +49,7 @@ def create_host(actor: Principal, data: dict[str, Any]) -> Host:
     with transaction():
         if db.session.execute(select(Host.id).where(Host.name == data["name"])).first():
             raise ValidationFailed(f"host name {data['name']!r} is taken", errors={"name": ["Already taken."]})
-        host = Host(**data)
+        host = Host(**{**DEFAULTS, **data})
         _check_reserved(host)
         db.session.add(host)
         db.session.flush()

@@ -37,6 +37,8 @@ celery_app.conf.update(
 def init_celery(app: Flask) -> Celery:
     settings: Settings = app.extensions["confluencia.settings"]
     celery_app.conf.broker_url = settings.broker_url
+    if settings.broker_url.startswith("memory"):  # in-process queue: poll it often, it costs nothing
+        celery_app.conf.broker_transport_options = {"polling_interval": 0.05}
     celery_app.conf.task_always_eager = False
     _flask_app["app"] = app
     import controlplane.tasks.vm_tasks  # noqa: F401 (registers the tasks)

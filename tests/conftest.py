@@ -1,0 +1,160 @@
+"""Shared fixtures: a real database (PostgreSQL when TEST_DATABASE_URL is set, else SQLite), migrated with
+Alembic ``upgrade head``, the API app with an embedded Celery worker, and a seeded data center."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+os.environ.setdefault("CONFLUENCIA_SIM_DELAY_SCALE", "0")
+
+TABLES = ["audit_entries", "idempotency_records", "operations", "vms", "api_tokens", "users", "flavors",
+          "hosts", "tenants"]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.02, what: str = "") -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    base = os.environ.get("TEST_DATABASE_URL")
+    if not base:
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
+        return
+    url = make_url(base)
+    name = f"confluencia_test_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def app(database_url: str) -> Iterator[Any]:
+    from api import create_app
+    from controlplane.config import Settings
+    from controlplane.schema import upgrade
+    from controlplane.tasks.embedded import EmbeddedWorker
+
+    upgrade(database_url)
+    application = create_app(Settings.from_env(database_url=database_url, broker_url="memory://",
+                                               secret_key="test", sim_delay_scale=0.0))
+    application.config["TESTING"] = True
+    worker = EmbeddedWorker(application, concurrency=4).start(resend_unfinished=False)
+    yield application
+    worker.stop()
+
+
+@pytest.fixture(autouse=False)
+def clean_db(app: Any) -> Iterator[None]:
+    from agents.simulated import DATACENTER
+    from controlplane.db import db
+
+    DATACENTER.reset()
+    DATACENTER.delay_scale = 0.0
+    with app.app_context():
+        if db.engine.dialect.name == "postgresql":
+            db.session.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+        else:
+            for table in TABLES:
+                db.session.execute(text(f"DELETE FROM {table}"))
+        db.session.execute(text("UPDATE audit_head SET last_hash = :h, last_seq = 0"), {"h": "0" * 64})
+        db.session.commit()
+    yield
+
+
+@dataclass
+class Caller:
+    """A test client that sends one principal's bearer token."""
+
+    client: Any
+    token: str
+    user_id: str = ""
+    tenant_id: str | None = None
+
+    def _headers(self, headers: dict[str, str] | None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}", **(headers or {})}
+
+    def get(self, path: str, **kw: Any) -> Any:
+        return self.client.get(path, headers=self._headers(kw.pop("headers", None)), **kw)
+
+    def post(self, path: str, json: Any = None, **kw: Any) -> Any:
+        return self.client.post(path, json=json, headers=self._headers(kw.pop("headers", None)), **kw)
+
+    def patch(self, path: str, json: Any = None, **kw: Any) -> Any:
+        return self.client.patch(path, json=json, headers=self._headers(kw.pop("headers", None)), **kw)
+
+    def delete(self, path: str, **kw: Any) -> Any:
+        return self.client.delete(path, headers=self._headers(kw.pop("headers", None)), **kw)
+
+    def wait_op(self, op_id: str, timeout: float = 20.0) -> dict[str, Any]:
+        def done() -> Any:
+            body = self.get(f"/v1/operations/{op_id}").get_json()
+            return body if body["status"] in ("succeeded", "failed") else None
+
+        return wait_for(done, timeout, what=f"operation {op_id}")  # type: ignore[no-any-return]
+
+
+@dataclass
+class World:
+    operator: Caller
+    admin_a: Caller
+    member_a: Caller
+    admin_b: Caller
+    tenant_a: str
+    tenant_b: str
+    hosts: dict[str, str]  # name -> id
+
+
+HOSTS = [("hv1", 16, 65536, 1000), ("hv2", 16, 65536, 1000), ("hv3", 32, 131072, 2000)]
+
+
+@pytest.fixture
+def world(app: Any, clean_db: None) -> World:
+    """Three simulated hosts, two municipalities (A with quota for 20 VMs, B smaller), tokens per role."""
+    from controlplane.seed import SEEDER
+    from controlplane.services import catalog, hosts, identity, tenants
+
+    with app.app_context():
+        host_ids = {}
+        for name, vcpus, ram, disk in HOSTS:
+            h = hosts.create_host(SEEDER, {"name": name, "driver": "simulated", "uri": f"sim://{name}",
+                                           "vcpus": vcpus, "ram_mib": ram, "disk_gib": disk})
+            host_ids[name] = h.id
+        for name, vcpus, ram, disk in (("small", 1, 1024, 10), ("medium", 2, 4096, 40)):
+            catalog.create_flavor(SEEDER, {"name": name, "vcpus": vcpus, "ram_mib": ram, "disk_gib": disk})
+        ta = tenants.create_tenant(SEEDER, {"slug": "municipio-a", "name": "Municipio A", "quota_vcpus": 40,
+                                            "quota_ram_mib": 81920, "quota_disk_gib": 800, "quota_vms": 20})
+        tb = tenants.create_tenant(SEEDER, {"slug": "municipio-b", "name": "Municipio B", "quota_vcpus": 8,
+                                            "quota_ram_mib": 8192, "quota_disk_gib": 100, "quota_vms": 4})
+        op = identity.create_user(SEEDER, "op", "operator", None)
+        aa = identity.create_user(SEEDER, "admin-a", "admin", ta.id)
+        ma = identity.create_user(SEEDER, "member-a", "member", ta.id)
+        ab = identity.create_user(SEEDER, "admin-b", "admin", tb.id)
+        client = app.test_client()
+        callers = {u.username: Caller(client, identity.issue_token(SEEDER, u.id, "t")[1], u.id, u.tenant_id)
+                   for u in (op, aa, ma, ab)}
+        return World(callers["op"], callers["admin-a"], callers["member-a"], callers["admin-b"], ta.id, tb.id,
+                     host_ids)
