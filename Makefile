@@ -5,7 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
-EXTRAS ?= dev,postgres,redis
+# libvirt-python builds only where libvirt's headers are installed (`make system-deps` as root does it).
+EXTRAS ?= dev,postgres,redis,proxmox,ssh$(shell pkg-config --exists libvirt 2>/dev/null && echo ,libvirt)
 
 .PHONY: demo test lint typecheck unit install system-deps bench clean
 
@@ -13,20 +14,22 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -e '.[$(EXTRAS)]'
-	touch $(STAMP)
+	echo '$(EXTRAS)' > $(STAMP)
 
-install: $(STAMP)
+# Re-install when the set of extras changed (e.g. libvirt headers appeared after system-deps).
+install: system-deps
+	@grep -qxF '$(EXTRAS)' $(STAMP) 2>/dev/null || rm -f $(STAMP)
+	@$(MAKE) --no-print-directory $(STAMP)
 
 # Debian packages the tests need (libvirt, qemu, ...). Only when root; harmless otherwise.
 system-deps:
 	bash .ci/system-deps.sh
 
-demo: install
+demo: $(STAMP)
 	$(VENV)/bin/confluencia demo
 
 lint: install
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check . || true
 
 typecheck: install
 	$(VENV)/bin/mypy
@@ -34,9 +37,11 @@ typecheck: install
 unit: install
 	$(PY) -m pytest tests/unit -q
 
-# The tests use the local PostgreSQL and Redis when they answer (TEST_DATABASE_URL, TEST_REDIS_URL).
-test: system-deps install lint typecheck
+# The tests use the local PostgreSQL and Redis when they answer (TEST_DATABASE_URL, TEST_REDIS_URL);
+# the API and claim tests then run a second time on SQLite, the embedded default.
+test: install lint typecheck
 	source .ci/test-env.sh && $(PY) -m pytest -q
+	TEST_DATABASE_URL= $(PY) -m pytest -q -p no:cacheprovider tests/api tests/integration/test_concurrent_claims.py
 
 bench: install
 	$(PY) -m bench
