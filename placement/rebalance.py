@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from placement.errors import PlacementInputError
+from placement.improve import improve, order_moves
 from placement.model import ClusterSnapshot
 from placement.moves import StaticTargets, affinity_bound, evaluate_moves, static_targets
 from placement.plan import Budget, Plan, build_plan, ram_column
@@ -54,7 +55,7 @@ def _greedy(
     static: StaticTargets,
     movable: BoolArray,
     lam_per_mib: float,
-) -> tuple[list[tuple[int, int, int]], float]:
+) -> State:
     state = State(comp)
     ram = ram_column(comp)
     cost = comp.vm_demand[:, ram] if ram is not None else np.zeros(len(comp.vm_ids))
@@ -96,7 +97,7 @@ def _greedy(
         state.move(vm, tgt)
         free[vm] = False
         left_mib -= cost[vm]
-    return moves, state.objective()
+    return state
 
 
 def plan_rebalance(
@@ -121,14 +122,30 @@ def plan_rebalance(
     movable = on_ok_host & ~comp.pinned & ~affinity_bound(comp)
     base = State(comp).objective()
     lb = ram_lower_bound_mib(comp)
-    best: tuple[float, int, float, list[tuple[int, int, int]]] | None = None
     ram = ram_column(comp)
+    cost = comp.vm_demand[:, ram] if ram is not None else np.zeros(len(comp.vm_ids))
+    max_moves = len(comp.vm_ids) if budget.max_moves is None else budget.max_moves
+    max_ram = np.inf if budget.max_copy_gib is None else budget.max_copy_gib * 1024.0
+    big = len(comp.vm_ids) * len(comp.host_ids) > FULL_EVAL_LIMIT
+    steps = min(4 * max_moves + 50, 400 if big else 3000)
+    limit = max(1, FULL_EVAL_LIMIT // max(len(comp.host_ids), 1))
+    best: tuple[float, int, float, list[tuple[int, int, int]]] | None = None
     for alpha in alphas or (0.0,):
         lam = alpha * base / lb if lb > 0 else 0.0
-        moves, after = _greedy(comp, budget, static, movable, lam)
-        copied = float(sum(comp.vm_demand[v, ram] for v, _, _ in moves)) if ram is not None else 0.0
+        state = _greedy(comp, budget, static, movable, lam)
+        improve(state, comp.vm_host, movable, static, cost, max_moves, max_ram, steps, limit, budget.min_gain)
+        moves = order_moves(comp, state.vm_host, movable, comp.rebalance_ok, budget.min_gain)
+        after = _replayed_objective(comp, moves)
+        copied = float(sum(cost[v] for v, _, _ in moves))
         key = (round(after, 12), len(moves), copied, moves)
         if best is None or key[:3] < best[:3]:
             best = key
     assert best is not None
     return build_plan(comp, best[3], budget.max_per_host)
+
+
+def _replayed_objective(comp: Compiled, moves: list[tuple[int, int, int]]) -> float:
+    state = State(comp)
+    for vm, _, tgt in moves:
+        state.move(vm, tgt)
+    return state.objective()

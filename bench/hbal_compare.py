@@ -1,0 +1,160 @@
+"""Side-by-side with Ganeti's hbal on generated clusters (prints a table; needs `hbal` on PATH).
+
+For every case the same htools text file is given to ``hbal -t FILE --ignore-dynu -S OUT`` and to our
+``plan_rebalance`` with hbal's own move count and RAM copied as the budget. Both end states are
+rebuilt from the *instance placements* on top of the input file (hbal's -S output keeps the input's
+node free-memory fields, so it cannot be scored as written) and scored two ways: the summed
+utilisation stdev (vcpu, ram, disk) and hbal's own score (``hbal -l 0`` on the rewritten file).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.gen import generate
+from placement.htools import HtCluster, apply_assignment, format_htools, from_snapshot, parse_htools, to_snapshot
+from placement.model import ClusterSnapshot
+from placement.plan import Budget
+from placement.rebalance import plan_rebalance, ram_lower_bound_mib
+from placement.state import State
+
+STEP = re.compile(r"^\s*\d+\.\s+(\S+)\s+(\S+)\s+=>\s+(\S+)\s+([0-9.]+)")
+SCORE = re.compile(r"Initial score:\s+([0-9.]+)")
+
+
+@dataclass
+class HbalRun:
+    moves: list[tuple[str, str, str]]
+    seconds: float
+    ram_mib: float
+    final: dict[str, str]
+
+
+def have_hbal() -> bool:
+    return shutil.which("hbal") is not None
+
+
+def run_hbal(ht: HtCluster, workdir: Path, limit: int | None = None) -> HbalRun:
+    src = workdir / "in.data"
+    src.write_text(format_htools(ht))
+    cmd = ["hbal", "-t", str(src), "--ignore-dynu", "-S", str(workdir / "out")]
+    if limit is not None:
+        cmd += ["-l", str(limit)]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=workdir)
+    seconds = time.perf_counter() - t0
+    mem = {i.name: i.mem for i in ht.instances}
+    final = {i.name: i.pnode for i in ht.instances}
+    moves = []
+    for line in proc.stdout.splitlines():
+        m = STEP.match(line)
+        if m:
+            inst, a, b = m.group(1), m.group(2), m.group(3)
+            moves.append((inst, a, b))
+            final[inst] = b
+    return HbalRun(moves, seconds, float(sum(mem[i] for i, _, _ in moves)), final)
+
+
+def hbal_score(ht: HtCluster, workdir: Path) -> float:
+    path = workdir / "score.data"
+    path.write_text(format_htools(ht))
+    out = subprocess.run(
+        ["hbal", "-t", str(path), "--ignore-dynu", "-l", "0"], capture_output=True, text=True, check=True
+    ).stdout
+    m = SCORE.search(out)
+    if not m:
+        raise RuntimeError(f"no score in hbal output: {out[:500]}")
+    return float(m.group(1))
+
+
+def stdev_sum(snap: ClusterSnapshot, placement: dict[str, str]) -> float:
+    after = snap.with_vms(
+        [type(v)(**{**v.__dict__, "host": placement.get(v.id, v.host)}) for v in snap.vms]
+    )
+    comp = after.compiled
+    util = State(comp).util[comp.schedulable]
+    return float(util.std(axis=0).sum())
+
+
+@dataclass
+class Row:
+    case: str
+    hbal_moves: int
+    hbal_gib: float
+    hbal_sigma: float
+    our_moves: int
+    our_gib: float
+    our_sigma: float
+    hbal_score_hbal: float
+    hbal_score_ours: float
+    lb_gib: float
+    hbal_s: float
+    our_s: float
+
+
+def compare(n_hosts: int, n_vms: int, seed: int, mixed: bool, limit: int | None = None) -> Row:
+    ht = from_snapshot(generate(n_hosts, n_vms, seed, mixed))
+    text = format_htools(ht)
+    ht = parse_htools(text)
+    snap = to_snapshot(ht)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        hb = run_hbal(ht, work, limit)
+        t0 = time.perf_counter()
+        budget = Budget(max_moves=len(hb.moves), max_copy_gib=hb.ram_mib / 1024, min_gain=1e-9)
+        plan = plan_rebalance(to_snapshot(parse_htools(text)), budget)
+        our_s = time.perf_counter() - t0
+        ours = {m.vm: m.target for m in plan.moves}
+        ours_full = {i.name: ours.get(i.name, i.pnode) for i in ht.instances}
+        row = Row(
+            case=f"{n_hosts}x{n_vms} {'mixed' if mixed else 'homog'} s{seed}" + (f" -l {limit}" if limit else ""),
+            hbal_moves=len(hb.moves),
+            hbal_gib=hb.ram_mib / 1024,
+            hbal_sigma=stdev_sum(snap, hb.final),
+            our_moves=len(plan.moves),
+            our_gib=plan.copy_ram_mib / 1024,
+            our_sigma=stdev_sum(snap, ours_full),
+            hbal_score_hbal=hbal_score(apply_assignment(ht, hb.final), work),
+            hbal_score_ours=hbal_score(apply_assignment(ht, ours_full), work),
+            lb_gib=ram_lower_bound_mib(snap.compiled) / 1024,
+            hbal_s=hb.seconds,
+            our_s=our_s,
+        )
+    return row
+
+
+HEADER = (
+    f"{'case':<26} {'hbal mv':>7} {'GiB':>6} {'Σσ hbal':>8} {'our mv':>6} {'GiB':>6} {'Σσ ours':>8} "
+    f"{'score hbal':>10} {'score ours':>10} {'LB GiB':>7} {'ours/LB':>7} {'hbal s':>7} {'ours s':>7} {'x':>5} ok"
+)
+
+
+def fmt(r: Row) -> str:
+    ok = r.our_sigma < r.hbal_sigma and r.hbal_score_ours < r.hbal_score_hbal and r.our_s * 10 <= r.hbal_s
+    return (
+        f"{r.case:<26} {r.hbal_moves:>7} {r.hbal_gib:>6.0f} {r.hbal_sigma:>8.4f} {r.our_moves:>6} "
+        f"{r.our_gib:>6.0f} {r.our_sigma:>8.4f} {r.hbal_score_hbal:>10.5f} {r.hbal_score_ours:>10.5f} "
+        f"{r.lb_gib:>7.0f} {r.our_gib / max(r.lb_gib, 1e-9):>7.2f} {r.hbal_s:>7.2f} {r.our_s:>7.3f} "
+        f"{r.hbal_s / max(r.our_s, 1e-9):>5.0f} {'yes' if ok else 'NO'}"
+    )
+
+
+def main(sizes: list[tuple[int, int]] | None = None, seeds: tuple[int, ...] = (1, 2, 3)) -> None:
+    if not have_hbal():
+        print("hbal not found: run bench/deps.sh (Debian package ganeti-htools)")
+        return
+    print(HEADER)
+    for n_hosts, n_vms in sizes or [(20, 200), (50, 600)]:
+        for mixed in (False, True):
+            for seed in seeds:
+                print(fmt(compare(n_hosts, n_vms, seed, mixed)), flush=True)
+
+
+if __name__ == "__main__":
+    main([(20, 200)], (1, 2))

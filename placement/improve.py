@@ -1,0 +1,288 @@
+"""Local improvement of a rebalance result, then a feasible order for its moves.
+
+The search works on the *end state* (where each VM finally lives). A VM away from its original host
+costs one move and its RAM, whatever host it ends on, so:
+
+- re-targeting an already moved VM is free (the budget is unchanged),
+- sending it back home gives a move and its RAM back,
+- a new move spends budget,
+- "undo one, make another" trades a move for a better one when the budget is exhausted.
+
+Each step takes the best strictly improving option; the number of steps is capped (deterministic).
+Then :func:`order_moves` turns the end state into a sequence where each move is feasible when it runs
+(capacity and anti-affinity checked against the state after the previous moves), preferring the
+largest gain first, and drops moves that cannot be ordered or gain less than ``min_gain``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from placement.filters import Candidate, evaluate
+from placement.moves import StaticTargets, evaluate_moves
+from placement.state import BoolArray, Compiled, FloatArray, IntArray, State
+from placement.swaps import Swap, apply_swap, swap_candidates, swap_feasible
+
+IMPROVE_EPS = 1e-9
+#: Most VMs considered for swaps in one step (pairs grow quadratically).
+SWAP_POOL = 260
+#: Moved VMs tried for 'undo one, make another' per round.
+UNDO_TRIES = 16
+
+
+def _best(
+    state: State,
+    vms: IntArray,
+    static: StaticTargets,
+    allowed_cost: FloatArray | None,
+    origin: IntArray,
+    current: float,
+    moves_left: int,
+    ram_left: float,
+    cost: FloatArray,
+) -> tuple[float, int, int] | None:
+    if len(vms) == 0:
+        return None
+    valid, after = evaluate_moves(state, vms, static)
+    gain = current - after
+    valid &= gain > IMPROVE_EPS
+    away = state.vm_host[vms] != origin[vms]
+    # A VM at home that moves needs a free move and enough RAM budget.
+    if moves_left <= 0:
+        valid[~away, :] = False
+    needs = ~away & (cost[vms] > ram_left + 1e-9)
+    valid[needs, :] = False
+    if allowed_cost is not None:
+        valid &= allowed_cost[:, None] > 0
+    if not valid.any():
+        return None
+    score = np.where(valid, gain, -np.inf)
+    flat = int(np.argmax(score))
+    i, h = divmod(flat, valid.shape[1])
+    return float(gain.flat[flat]), int(vms[i]), h
+
+
+def improve(
+    state: State,
+    origin: IntArray,
+    movable: BoolArray,
+    static: StaticTargets,
+    cost: FloatArray,
+    max_moves: int,
+    max_ram: float,
+    max_steps: int,
+    candidate_limit: int,
+    min_gain: float,
+) -> None:
+    """Improve ``state`` in place under the move/RAM budget (counted against ``origin``).
+
+    Rounds of: single moves until none improves (re-targeting a moved VM is free; a new move costs one
+    move of budget and must gain ``min_gain``); then a batch of swaps on disjoint hosts; then "undo one
+    moved VM, make the best new move instead". Stops when a round finds nothing or after ``max_steps``.
+    """
+    steps = 0
+    while steps < max_steps:
+        steps += _singles(
+            state, origin, movable, static, cost, max_moves, max_ram, max_steps - steps, candidate_limit, min_gain
+        )
+        away = (state.vm_host != origin) & movable
+        moves_left = max_moves - int(away.sum())
+        ram_left = max_ram - float(cost[away].sum())
+        current = state.objective_fast()
+        moved = np.flatnonzero(away)
+        home = np.flatnonzero(movable & ~away)
+        if len(home) > candidate_limit:
+            home = _hottest(state, home, candidate_limit)
+        pool = np.concatenate([moved, home])
+        if len(pool) > SWAP_POOL:
+            pool = np.sort(_hottest(state, pool, SWAP_POOL))
+        swaps = swap_candidates(state, pool, static, origin, cost, moves_left, ram_left, current, min_gain)
+        steps += 1
+        if swaps:
+            _g, a, b, _extra = swaps[0]
+            apply_swap(state, a, b)
+            _more_swaps(state, swaps, (a, b), origin, movable, cost, max_moves, max_ram, min_gain)
+            continue
+        if not _swap_one(state, origin, moved, home, static, cost, current, max_ram, ram_left):
+            return
+
+
+def _singles(
+    state: State,
+    origin: IntArray,
+    movable: BoolArray,
+    static: StaticTargets,
+    cost: FloatArray,
+    max_moves: int,
+    max_ram: float,
+    max_steps: int,
+    candidate_limit: int,
+    min_gain: float,
+) -> int:
+    steps = 0
+    while steps < max_steps:
+        steps += 1
+        away = (state.vm_host != origin) & movable
+        moves_left = max_moves - int(away.sum())
+        ram_left = max_ram - float(cost[away].sum())
+        current = state.objective_fast()
+        moved = np.flatnonzero(away)
+        best = _best(state, moved, static, None, origin, current, moves_left, ram_left, cost)
+        if moves_left > 0:
+            home = np.flatnonzero(movable & ~away)
+            if len(home) > candidate_limit:
+                home = _hottest(state, home, candidate_limit)
+            new = _best(state, home, static, None, origin, current, moves_left, ram_left, cost)
+            if new is not None and new[0] >= min_gain and (best is None or new[0] > best[0]):
+                best = new
+        if best is None:
+            break
+        state.move(best[1], best[2])
+    return steps
+
+
+def _more_swaps(
+    state: State,
+    swaps: list[Swap],
+    done: tuple[int, int],
+    origin: IntArray,
+    movable: BoolArray,
+    cost: FloatArray,
+    max_moves: int,
+    max_ram: float,
+    min_gain: float,
+) -> None:
+    """Apply further swaps from the same evaluation on untouched hosts, each re-checked exactly."""
+    touched = {int(state.vm_host[done[0]]), int(state.vm_host[done[1]])}
+    for _g, a, b, extra in swaps[1:]:
+        ha, hb = int(state.vm_host[a]), int(state.vm_host[b])
+        if ha in touched or hb in touched or not swap_feasible(state, a, b):
+            continue
+        before = state.objective_fast()
+        apply_swap(state, a, b)
+        gain = before - state.objective_fast()
+        away = (state.vm_host != origin) & movable
+        over = int(away.sum()) > max_moves or float(cost[away].sum()) > max_ram + 1e-9
+        if over or gain <= IMPROVE_EPS or (extra > 0 and gain < min_gain * extra):
+            apply_swap(state, a, b)  # undo: they trade places back
+            continue
+        touched.update((ha, hb))
+
+
+def _hottest(state: State, vms: IntArray, limit: int) -> IntArray:
+    c = state.c
+    mean = state.s1 / max(state.n, 1)
+    heat = np.abs(state.util - mean[None, :]) @ c.weights
+    order = np.argsort(-heat[state.vm_host[vms]], kind="stable")
+    return np.sort(vms[order[:limit]])
+
+
+def _swap_one(
+    state: State,
+    origin: IntArray,
+    moved: IntArray,
+    home: IntArray,
+    static: StaticTargets,
+    cost: FloatArray,
+    current: float,
+    max_ram: float,
+    ram_left: float,
+) -> bool:
+    """Undo the moved VM whose undo hurts least, then make the best new move; keep it if better."""
+    if len(moved) == 0 or len(home) == 0:
+        return False
+    valid, after = evaluate_moves(state, moved, static)
+    back = origin[moved]
+    idx = np.arange(len(moved))
+    ok = valid[idx, back]
+    if not ok.any():
+        return False
+    loss = np.where(ok, after[idx, back] - current, np.inf)
+    for i in np.argsort(loss, kind="stable")[:UNDO_TRIES]:
+        if not np.isfinite(loss[i]):
+            break
+        vm = int(moved[i])
+        src = int(state.vm_host[vm])
+        state.move(vm, int(back[i]))
+        mid = state.objective_fast()
+        free_ram = ram_left + float(cost[vm])
+        cand = home[home != vm]
+        alt = _best(state, cand, static, None, origin, mid, 1, free_ram, cost)
+        if alt is not None and mid - alt[0] < current - IMPROVE_EPS:
+            state.move(alt[1], alt[2])
+            return True
+        state.move(vm, src)
+    return False
+
+
+def _candidate(comp: Compiled, vm: int, source: int) -> Candidate:
+    return Candidate(
+        vm_id=comp.vm_ids[vm],
+        demand=comp.vm_demand[vm],
+        tenant=comp.vm_tenant[vm],
+        anti=comp.vm_anti[vm],
+        aff=comp.vm_aff[vm],
+        zones=comp.vm_zones[vm],
+        source=source,
+    )
+
+
+def order_moves(
+    comp: Compiled, final_host: IntArray, movable: BoolArray, hosts_ok: BoolArray, min_gain: float
+) -> list[tuple[int, int, int]]:
+    """A feasible sequence (vm, source, target) from the compiled start towards ``final_host``.
+
+    Greedy: at each step run the pending move with the largest gain among those feasible now (a move may
+    lose a little if it makes room for a later one). The sequence is then cut at the prefix with the
+    largest total gain whose average gain per move is at least ``min_gain``. Pending moves that never
+    become feasible are dropped.
+    """
+    state = State(comp)
+    pending = [int(v) for v in np.flatnonzero((final_host != comp.vm_host) & movable)]
+    out: list[tuple[int, int, int]] = []
+    objs = [state.objective_fast()]
+    while pending:
+        current = state.objective_fast()
+        best_i = -1
+        best_gain = -np.inf
+        for i, v in enumerate(pending):
+            t = int(final_host[v])
+            if not hosts_ok[t] or not state.fits_host(t, comp.vm_demand[v]):
+                continue
+            if comp.vm_anti[v] and t in state.anti_blocked(comp.vm_anti[v], int(state.vm_host[v])):
+                continue
+            gain = current - _after_one(state, v, t)
+            if gain > best_gain:
+                best_gain, best_i = gain, i
+        if best_i < 0:
+            break
+        v = pending.pop(best_i)
+        t = int(final_host[v])
+        if not evaluate(state, _candidate(comp, v, int(state.vm_host[v]))).passing[t]:
+            continue  # belt and braces: the full filter chain must agree
+        out.append((v, int(state.vm_host[v]), t))
+        state.move(v, t)
+        objs.append(state.objective_fast())
+    best_k, best_total = 0, 0.0
+    for k in range(1, len(out) + 1):
+        total = objs[0] - objs[k]
+        if total >= min_gain * k and total > best_total + IMPROVE_EPS:
+            best_k, best_total = k, total
+    return out[:best_k]
+
+
+def _after_one(state: State, vm: int, target: int) -> float:
+    c = state.c
+    s1 = state.s1.copy()
+    s2 = state.s2.copy()
+    d = c.vm_demand[vm]
+    src = int(state.vm_host[vm])
+    for h, delta in ((src, -d), (target, d)):
+        if c.schedulable[h]:
+            old = state.util[h]
+            new = (state.alloc[h] + delta) * c.inv_cap[h]
+            s1 += new - old
+            s2 += new * new - old * old
+    n = max(state.n, 1)
+    mean = s1 / n
+    return float(np.sqrt(np.maximum(s2 / n - mean * mean, 0.0)) @ c.weights)
