@@ -3,7 +3,6 @@ parameters, then waiting for the task (or for the config lock of a create alread
 
 from __future__ import annotations
 
-import random
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -62,7 +61,6 @@ class Creator:
                     self.client.call("GET", "cluster/nextid", vmid=candidate)  # 400 when taken
                 upid = str(start(candidate))
             except AlreadyExists:  # another client took this VMID between nextid and our create
-                candidate += random.randint(0, 2)
                 continue
             self.d.journal.remember(key, upid)
             return candidate

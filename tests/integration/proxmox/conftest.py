@@ -80,6 +80,7 @@ def fresh_cluster(pve: Pve) -> Iterator[None]:
     c = pve.cluster
     with c.lock:
         c.vms.clear()
+        c.engine.tasks.clear()
         c.add_template(9000, "pve1", "debian-12", disk_gib=2)
         c.add_template(9001, "pve1", "alpine-ceph", disk_gib=1, storage="ceph")
         for node in c.nodes.values():
