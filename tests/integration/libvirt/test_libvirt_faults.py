@@ -109,3 +109,49 @@ def test_migration_to_a_target_whose_daemon_is_down_fails_fast(lab, d1, d3, new_
         d1.migrate(spec.vm_id, d3, timeout_s=60)
     assert time.monotonic() - started < 5
     assert d1.get(spec.vm_id).state == DomainState.RUNNING
+
+
+def test_source_daemon_killed_during_migration_leaves_the_vm_on_exactly_one_host(lab, d1, d3, new_spec):
+    import libvirt
+
+    spec = new_spec()
+    d3.create(spec)
+    d3.start(spec.vm_id)
+    watcher = libvirt.open(d1.uri)
+    outcome: dict[str, object] = {}
+
+    def migrate() -> None:
+        try:
+            outcome["result"] = d3.migrate(spec.vm_id, d1, timeout_s=60)
+        except DriverError as exc:
+            outcome["error"] = exc
+
+    def incoming() -> bool:
+        try:
+            watcher.lookupByName(spec.vm_id)
+            return True
+        except libvirt.libvirtError:
+            return False
+
+    worker = threading.Thread(target=migrate)
+    worker.start()
+    try:
+        _wait_for(lambda: incoming() or not worker.is_alive(), 30, "the incoming domain on host 1")
+        lab.kill_host(lab.hosts()[2].name)
+    finally:
+        worker.join(90)
+        watcher.close()
+    assert not worker.is_alive()
+    assert "error" in outcome, f"migration finished before the kill: {outcome}"
+    lab.restart_host(lab.hosts()[2].name)
+    _wait_for(
+        lambda: list(_where([d1, d3], spec.vm_id).values()).count(DomainState.RUNNING) == 1,
+        30,
+        "the VM to run on exactly one host",
+    )
+    where = _where([d1, d3], spec.vm_id)
+    assert [state for state in where.values() if state == DomainState.RUNNING] == [DomainState.RUNNING], where
+    # Whichever host it ended on, a retried migration converges on the target.
+    d3.migrate(spec.vm_id, d1, timeout_s=60)
+    assert d1.get(spec.vm_id).state == DomainState.RUNNING
+    assert d3.get(spec.vm_id) is None
