@@ -72,6 +72,7 @@ def delete_vm(vm_id: str) -> Response:
 
 
 @bp.route("/<vm_id>/start", methods=["POST"])
+@idempotent
 @bp.response(202, s.Operation)
 def start_vm(vm_id: str) -> Response:
     op = vms.power(principal(), vm_id, "start", if_match())
@@ -79,6 +80,7 @@ def start_vm(vm_id: str) -> Response:
 
 
 @bp.route("/<vm_id>/stop", methods=["POST"])
+@idempotent
 @bp.response(202, s.Operation)
 def stop_vm(vm_id: str) -> Response:
     op = vms.power(principal(), vm_id, "stop", if_match())
