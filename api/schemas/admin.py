@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from marshmallow import Schema, fields, validate
 
 from api.schemas.common import Count, Name, PageArgs, Slug, StrictSchema
@@ -33,8 +35,11 @@ class HostCreate(StrictSchema):
 
 
 class HostUpdate(HostCreate):
-    class Meta:
-        partial = True
+    """Every field optional (PATCH). marshmallow has no ``Meta.partial``: load partially by default."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("partial", True)
+        super().__init__(*args, **kwargs)
 
     state_reason = fields.String(validate=validate.Length(max=500), allow_none=True)
 
