@@ -8,8 +8,19 @@ from placement import ClusterSnapshot, HostSnapshot, VMSnapshot
 
 # (vcpu, ram MiB) VM flavours: balanced, memory-heavy and cpu-heavy.
 FLAVOURS = [
-    (1, 1024), (1, 2048), (2, 2048), (2, 4096), (2, 8192), (4, 4096), (4, 8192), (4, 16384),
-    (8, 8192), (8, 16384), (8, 32768), (16, 16384), (16, 65536),
+    (1, 1024),
+    (1, 2048),
+    (2, 2048),
+    (2, 4096),
+    (2, 8192),
+    (4, 4096),
+    (4, 8192),
+    (4, 16384),
+    (8, 8192),
+    (8, 16384),
+    (8, 32768),
+    (16, 16384),
+    (16, 65536),
 ]
 FLAVOUR_P = np.array([8, 8, 10, 12, 6, 8, 10, 6, 5, 6, 4, 2, 1], dtype=float)
 # (physical cores, ram GiB) host models for mixed clusters; capacity vcpu = cores * 4.
@@ -36,7 +47,7 @@ def generate(n_hosts: int, n_vms: int, seed: int, mixed: bool, fill: float = 0.6
     cores = np.maximum(np.round(cores * cpu_scale), 4)
     cap_vcpu = cores * 4
     cap_disk = np.full(n_hosts, 8192.0)
-    base_disk = rng.uniform(0.05, 0.3, size=n_hosts).round(2) * cap_disk
+    base_disk = np.zeros(n_hosts)  # ext instances: disks live on shared storage
     # Skewed start: hosts are tried with geometrically decreasing preference (first hosts get more).
     pref = 0.93 ** np.arange(n_hosts)
     pref = pref / pref.sum()

@@ -74,9 +74,7 @@ def hbal_score(ht: HtCluster, workdir: Path) -> float:
 
 
 def stdev_sum(snap: ClusterSnapshot, placement: dict[str, str]) -> float:
-    after = snap.with_vms(
-        [type(v)(**{**v.__dict__, "host": placement.get(v.id, v.host)}) for v in snap.vms]
-    )
+    after = snap.with_vms([type(v)(**{**v.__dict__, "host": placement.get(v.id, v.host)}) for v in snap.vms])
     comp = after.compiled
     util = State(comp).util[comp.schedulable]
     return float(util.std(axis=0).sum())

@@ -3,10 +3,13 @@
 Public API::
 
     from placement import (HostSnapshot, VMSnapshot, ClusterSnapshot, VMRequest, PlacementRequest,
-                           PlacementResult, place, PlacementInputError)
+                           PlacementResult, place, PlacementInputError,
+                           Budget, Move, Plan, plan_rebalance, plan_drain, replay)
 """
 
+from placement.drain import plan_drain
 from placement.errors import PlacementInputError
+from placement.jsonfmt import cluster_from_dict, cluster_to_dict
 from placement.model import (
     DEFAULT_RESOURCES,
     HOST_STATES,
@@ -17,16 +20,28 @@ from placement.model import (
     VMSnapshot,
 )
 from placement.place import PlacementResult, place
+from placement.plan import Budget, Move, Plan, PlanReplayError, replay
+from placement.rebalance import plan_rebalance, ram_lower_bound_mib
 
 __all__ = [
     "DEFAULT_RESOURCES",
     "HOST_STATES",
+    "Budget",
     "ClusterSnapshot",
     "HostSnapshot",
+    "Move",
     "PlacementInputError",
     "PlacementRequest",
     "PlacementResult",
+    "Plan",
+    "PlanReplayError",
     "VMRequest",
     "VMSnapshot",
+    "cluster_from_dict",
+    "cluster_to_dict",
     "place",
+    "plan_drain",
+    "plan_rebalance",
+    "ram_lower_bound_mib",
+    "replay",
 ]

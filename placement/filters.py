@@ -104,6 +104,8 @@ def evaluate(
     comp = state.c
     n_hosts = len(comp.host_ids)
     remaining = np.ones(n_hosts, dtype=bool)
+    if cand.source >= 0:
+        remaining[cand.source] = False  # a VM's own host is never a target, and not a "rejection"
     rejections: dict[str, int] = {}
 
     def apply(mask: BoolArray, reason: str) -> None:
@@ -117,10 +119,6 @@ def evaluate(
     if not comp.schedulable.all():
         for state_name, reason in STATE_REASONS.items():
             apply(~state_mask(comp, state_name), reason)
-    if cand.source >= 0:
-        src = np.ones(n_hosts, dtype=bool)
-        src[cand.source] = False
-        apply(src, "current host")
     if excluded is not None:
         apply(~excluded, "excluded by request")
     if schedulable_only is not None:

@@ -62,9 +62,7 @@ def test_multi_vm_all_or_nothing_and_anti_affinity_within_request() -> None:
     grp = frozenset({"web"})
     ok = place(snap, _req(*(VMRequest(id=f"w{i}", demand=(1, 1024, 1), anti_affinity=grp) for i in range(2))))
     assert ok.ok and set(ok.assignments.values()) == {"h0", "h1"}
-    bad = place(
-        snap, _req(*(VMRequest(id=f"w{i}", demand=(1, 1024, 1), anti_affinity=grp) for i in range(3)))
-    )
+    bad = place(snap, _req(*(VMRequest(id=f"w{i}", demand=(1, 1024, 1), anti_affinity=grp) for i in range(3))))
     assert not bad.ok and bad.assignments == {} and bad.rejections == {"anti-affinity conflict": 2}
 
 
@@ -97,9 +95,7 @@ def test_affinity_zone_tenant_labels_and_exclusion() -> None:
         "tenant not allowed": 1,
         "outside the VM's zones": 1,
     }
-    assert (
-        place(snap, _req(VMRequest(id="n", demand=(1, 1, 1), required_labels=frozenset({"gpu"})))).host == "a"
-    )
+    assert place(snap, _req(VMRequest(id="n", demand=(1, 1, 1), required_labels=frozenset({"gpu"})))).host == "a"
 
 
 def test_deterministic() -> None:
