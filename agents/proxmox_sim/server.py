@@ -6,6 +6,7 @@ import hmac
 import json
 import re
 import ssl
+import sys
 import tempfile
 import threading
 from collections.abc import Callable
@@ -159,6 +160,16 @@ class _Handler(BaseHTTPRequestHandler):
         self._handle("DELETE")
 
 
+class _HTTPSServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients that reject our self-signed certificate or hang up are normal; stay quiet."""
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, ssl.SSLError | ConnectionError | TimeoutError):
+            super().handle_error(request, client_address)
+
+
 class SimServer:
     """One HTTPS endpoint for the whole simulated cluster (any PVE node answers for all of them)."""
 
@@ -169,8 +180,7 @@ class SimServer:
         self._tmp = None if cert_dir else tempfile.TemporaryDirectory(prefix="pve-sim-")
         self.cert_path, key_path = make_self_signed(cert_dir or Path(self._tmp.name))  # type: ignore[union-attr]
         handler = type("Handler", (_Handler,), {"cluster": cluster})
-        self.httpd = ThreadingHTTPServer((host, port), handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _HTTPSServer((host, port), handler)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(self.cert_path, key_path)
         self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True, do_handshake_on_connect=False)
