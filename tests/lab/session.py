@@ -2,7 +2,8 @@
 
 Use :func:`lab_for` from a fixture; the first caller starts the lab, later callers get the same one, and
 it is torn down when pytest finishes (``config.add_cleanup``). Test labs use their own users
-(``cflabt1..3``, override with ``CONFLUENCIA_TEST_LAB_PREFIX``) and state dir so that they never touch a
+(``cflabt1..3``, or ``cflabta1..3`` etc. when another session holds that slot; override the prefix
+with ``CONFLUENCIA_TEST_LAB_PREFIX``) and state dir so that they never touch a
 lab started by hand with ``confluencia lab up``. A machine without root, libvirtd or qemu gets a skip
 with the reason; a machine that has them and still cannot start the lab gets an error.
 """
@@ -15,8 +16,9 @@ import tempfile
 
 import pytest
 
-from agents.libvirt_lab import Lab, LabHost, missing_requirements
+from agents.libvirt_lab import Lab, LabError, LabHost, missing_requirements
 
+SLOTS = 4  # concurrent pytest sessions with a lab each
 HOSTS = 3  # lab hosts 1 and 2 for the contract suite and migrations, 3 for tests that kill its daemon
 _LAB = pytest.StashKey["Lab | str"]()
 
@@ -36,11 +38,23 @@ def _start(config: pytest.Config) -> Lab | str:
     reason = missing_requirements()
     if reason:
         return f"libvirt lab unavailable: {reason}"
-    prefix = os.environ.get("CONFLUENCIA_TEST_LAB_PREFIX", "cflabt")
-    state_dir = os.path.join(tempfile.gettempdir(), f"confluencia-test-lab-{prefix}")
-    lab = Lab(HOSTS, prefix=prefix, state_dir=state_dir, base_port=49300)
+    base = os.environ.get("CONFLUENCIA_TEST_LAB_PREFIX", "cflabt")
+    # Concurrent test sessions (several engineers on one machine) each take a free slot: own users,
+    # own state dir, own migration ports. All slots busy: wait for the first one.
+    slots = [base] + [f"{base}{chr(ord('a') + i)}" for i in range(SLOTS - 1)]
     stack = contextlib.ExitStack()
-    stack.enter_context(lab.locked(timeout_s=900))  # another pytest session may be using it
+    lab = None
+    for i, prefix in enumerate(slots):
+        candidate = _lab(prefix, i)
+        try:
+            stack.enter_context(candidate.locked(timeout_s=0))
+        except LabError:
+            continue
+        lab = candidate
+        break
+    if lab is None:
+        lab = _lab(slots[0], 0)
+        stack.enter_context(lab.locked(timeout_s=900))
     try:
         lab.up(timeout_s=90)
     except BaseException:
@@ -49,6 +63,11 @@ def _start(config: pytest.Config) -> Lab | str:
     stack.callback(lab.down)
     config.add_cleanup(stack.close)
     return lab
+
+
+def _lab(prefix: str, slot: int) -> Lab:
+    state_dir = os.path.join(tempfile.gettempdir(), f"confluencia-test-lab-{prefix}")
+    return Lab(HOSTS, prefix=prefix, state_dir=state_dir, base_port=49300 + 10 * slot)
 
 
 def host(lab: Lab, index: int) -> LabHost:
