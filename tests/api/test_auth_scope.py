@@ -107,19 +107,17 @@ OPERATOR_CALLS: list[tuple[str, str, Any]] = [
 ]
 
 
-@pytest.mark.parametrize(("method", "path", "payload"), OPERATOR_CALLS,
-                         ids=[f"{m} {p}" for m, p, _ in OPERATOR_CALLS])
 @pytest.mark.parametrize("who", ["member_a", "admin_a"])
-def test_tenant_users_calling_operator_endpoints_get_403(world: World, app: Any, who: str, method: str,
-                                                         path: str, payload: Any) -> None:
+def test_tenant_users_calling_operator_endpoints_get_403(world: World, app: Any, who: str) -> None:
     c: Caller = getattr(world, who)
-    url = path.format(host=world.hosts["hv1"], tenant=c.tenant_id)
     before = db_state(app)
-    headers = {"If-Match": '"1"'} if method == "PATCH" else {}
-    resp = c.client.open(url, method=method, json=payload,
-                         headers={"Authorization": f"Bearer {c.token}", **headers})
-    body = assert_problem(resp, 403, "forbidden")
-    assert "operator" in body["detail"]
+    for method, path, payload in OPERATOR_CALLS:
+        url = path.format(host=world.hosts["hv1"], tenant=c.tenant_id)
+        headers = {"If-Match": '"1"'} if method == "PATCH" else {}
+        resp = c.client.open(url, method=method, json=payload,
+                             headers={"Authorization": f"Bearer {c.token}", **headers})
+        body = assert_problem(resp, 403, "forbidden")
+        assert "operator" in body["detail"], (method, path)
     assert db_state(app) == before
 
 

@@ -35,16 +35,16 @@ BAD_HEADERS = [None, "", "Bearer", "Bearer ", "Bearer    ", "bearer nonsense", "
                "Basic YWRtaW46YWRtaW4=", "Token cfl_x", "cfl_x", "Bearer a b c", "Bearer \u00e9\u00e8"]
 
 
-@pytest.mark.parametrize("header", BAD_HEADERS, ids=[repr(h) for h in BAD_HEADERS])
 @pytest.mark.parametrize(("method", "path"), [("GET", "/v1/vms"), ("POST", "/v1/vms"), ("GET", "/v1/hosts"),
-                                              ("GET", "/v1/quota"), ("DELETE", "/v1/vms/x")])
-def test_missing_or_garbage_token_is_401(world: World, app: Any, header: str | None, method: str,
-                                         path: str) -> None:
+                                              ("GET", "/v1/quota"), ("DELETE", "/v1/vms/x"),
+                                              ("PATCH", "/v1/tenants/x"), ("POST", "/v1/tokens")])
+def test_missing_or_garbage_token_is_401(world: World, app: Any, method: str, path: str) -> None:
     client = world.admin_a.client
-    headers = {} if header is None else {"Authorization": header.encode().decode("latin-1")}
     before = db_state(app)
-    resp = client.open(path, method=method, headers=headers, json=GOOD_VM if method == "POST" else None)
-    _assert_401(resp)
+    for header in BAD_HEADERS:
+        headers = {} if header is None else {"Authorization": header.encode().decode("latin-1")}
+        resp = client.open(path, method=method, headers=headers, json=GOOD_VM if method != "GET" else None)
+        _assert_401(resp)
     assert db_state(app) == before
 
 
