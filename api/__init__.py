@@ -42,7 +42,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     api = ConfluenciaApi(app)
     for bp in (vms.bp, tenant_info.flavors_bp, tenant_info.quota_bp, tenant_info.ops_bp, tenant_info.audit_bp,
-               admin.hosts_bp, admin.tenants_bp, admin.users_bp, admin.tokens_bp, admin.flavor_admin_bp):
+               admin.hosts_bp, admin.tenants_bp, admin.users_bp, admin.tokens_bp, admin.flavor_admin_bp,
+               admin.reconcile_bp):
         api.register_blueprint(bp)
     http.register(app)
     problems.register(app)

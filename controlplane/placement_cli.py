@@ -90,9 +90,9 @@ def placement() -> None:
 @click.option(
     "--min-gain",
     type=click.FloatRange(min=0),
-    default=0.005,
+    default=0.05,
     show_default=True,
-    help="Least objective gain per move (hysteresis).",
+    help="Hysteresis: least gain per move, times the number of hosts.",
 )
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the cluster after the plan here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")

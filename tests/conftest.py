@@ -67,11 +67,31 @@ def app(database_url: str) -> Iterator[Any]:
     worker.stop()
 
 
+def drain_worker(app: Any, timeout: float = 20.0) -> None:
+    """Wait until the embedded worker has no task in hand and no operation is unfinished, so that a
+    test never resets the database or the simulated hosts under a task left over by the previous one."""
+    from celery.worker import state as worker_state
+
+    from controlplane.db import db
+    from controlplane.models import Operation
+
+    def idle() -> bool:
+        with app.app_context():
+            unfinished = db.session.query(Operation).filter(Operation.status.in_(["pending", "running"])).count()
+            db.session.rollback()
+        return not worker_state.active_requests and not worker_state.reserved_requests and unfinished == 0
+
+    deadline = time.monotonic() + timeout
+    while not idle() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 @pytest.fixture(autouse=False)
 def clean_db(app: Any) -> Iterator[None]:
     from agents.simulated import DATACENTER
     from controlplane.db import db
 
+    drain_worker(app)
     DATACENTER.reset()
     DATACENTER.delay_scale = 0.0
     with app.app_context():
@@ -83,6 +103,7 @@ def clean_db(app: Any) -> Iterator[None]:
         db.session.execute(text("UPDATE audit_head SET last_hash = :h, last_seq = 0"), {"h": "0" * 64})
         db.session.commit()
     yield
+    drain_worker(app)
 
 
 @dataclass

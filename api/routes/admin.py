@@ -6,19 +6,22 @@ from typing import Any
 
 from flask import Response, jsonify, url_for
 from flask_smorest import Blueprint
+from marshmallow import fields
 
 from api.http import etag_of, if_match, principal
 from api.idempotency import idempotent
 from api.schemas import admin as s
 from api.schemas import tenant as ts
-from api.schemas.common import PageArgs, page, page_schema
+from api.schemas.common import PageArgs, StrictSchema, page, page_schema
 from controlplane.models import Host, Tenant
-from controlplane.services import catalog, hosts, identity, tenants
+from controlplane.services import catalog, hosts, identity, reconcile, tenants
 
 hosts_bp = Blueprint("hosts", __name__, url_prefix="/v1/hosts", description="Hypervisor hosts (operators)")
 tenants_bp = Blueprint("tenants", __name__, url_prefix="/v1/tenants", description="Municipalities (operators)")
 users_bp = Blueprint("users", __name__, url_prefix="/v1/users", description="Users")
 tokens_bp = Blueprint("tokens", __name__, url_prefix="/v1/tokens", description="API tokens")
+reconcile_bp = Blueprint("reconcile", __name__, url_prefix="/v1/reconcile",
+                         description="Database vs hypervisors drift (operators)")
 flavor_admin_bp = Blueprint("flavor_admin", __name__, url_prefix="/v1/flavors", description="Flavors (operators)")
 
 
@@ -171,3 +174,16 @@ def revoke_token(token_id: str) -> Any:
 @flavor_admin_bp.response(201, ts.Flavor)
 def create_flavor(args: dict[str, Any]) -> Any:
     return catalog.create_flavor(principal(), args)
+
+
+class ReconcileArgs(StrictSchema):
+    dry_run = fields.Boolean(load_default=False)
+
+
+@reconcile_bp.route("", methods=["POST"])
+@reconcile_bp.arguments(ReconcileArgs, location="query")
+@reconcile_bp.response(200)
+def run_reconcile(args: dict[str, Any]) -> Any:
+    """Compare the database with every host's inventory now; fix what is safe unless `dry_run`."""
+    tenants.require_operator(principal())
+    return reconcile.reconcile(fix=not args["dry_run"]).as_dict()

@@ -6,17 +6,23 @@ from typing import Any
 
 from flask import Response, jsonify, url_for
 from flask_smorest import Blueprint
+from marshmallow import fields, validate
 
 from api.http import etag_of, if_match, principal
 from api.idempotency import idempotent
 from api.schemas import tenant as s
-from api.schemas.common import page, page_schema
+from api.schemas.common import StrictSchema, page, page_schema
 from controlplane.models import VM, Operation
-from controlplane.services import vms
+from controlplane.services import migrations, vms
 from controlplane.services.vms import VMRequestData
 
 bp = Blueprint("vms", __name__, url_prefix="/v1/vms", description="Virtual machines / Máquinas virtuales")
 VMPage = page_schema(s.VM, "VMPage")
+
+
+class MigrateArgs(StrictSchema):
+    host = fields.String(required=True, validate=validate.Length(min=1, max=63),
+                         metadata={"description": "Target host name or id"})
 
 
 def accepted(op: Operation, body: Any, etag_version: int | None = None) -> Response:
@@ -84,4 +90,14 @@ def start_vm(vm_id: str) -> Response:
 @bp.response(202, s.Operation)
 def stop_vm(vm_id: str) -> Response:
     op = vms.power(principal(), vm_id, "stop", if_match())
+    return accepted(op, s.Operation().dump(op))
+
+
+@bp.route("/<vm_id>/migrate", methods=["POST"])
+@idempotent
+@bp.arguments(MigrateArgs)
+@bp.response(202, s.Operation)
+def migrate_vm(args: dict[str, Any], vm_id: str) -> Response:
+    """Operators: live-migrate an ACTIVE VM to another host (its capacity is claimed at once)."""
+    op = migrations.request_migration(principal(), vm_id, args["host"], if_match())
     return accepted(op, s.Operation().dump(op))

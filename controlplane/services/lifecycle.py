@@ -40,7 +40,7 @@ def spec_for(vm: VM) -> VMSpec:
                   tenant_id=vm.tenant_id, image=vm.image)
 
 
-def _load(op_id: str) -> tuple[Operation, VM]:
+def load_op(op_id: str) -> tuple[Operation, VM]:
     op = db.session.execute(select(Operation).where(Operation.id == op_id).with_for_update()).scalar_one()
     if op.status in (OpStatus.SUCCEEDED, OpStatus.FAILED):
         raise Finished(op.status)
@@ -48,20 +48,20 @@ def _load(op_id: str) -> tuple[Operation, VM]:
     return op, vm
 
 
-def _start_op(op: Operation) -> None:
+def start_op(op: Operation) -> None:
     op.status = OpStatus.RUNNING.value
     op.attempts += 1
     op.started_at = op.started_at or utcnow()
 
 
-def _finish(op: Operation, ok: bool, error: str | None = None) -> None:
+def finish_op(op: Operation, ok: bool, error: str | None = None) -> None:
     op.status = (OpStatus.SUCCEEDED if ok else OpStatus.FAILED).value
     op.progress = 100 if ok else op.progress
     op.error = error
     op.finished_at = utcnow()
 
 
-def _progress(op_id: str, pct: int) -> None:
+def set_progress(op_id: str, pct: int) -> None:
     with transaction():
         op = db.session.get(Operation, op_id)
         if op is not None and op.status == OpStatus.RUNNING:
@@ -76,14 +76,14 @@ def run_create(op_id: str) -> None:
     while True:
         with transaction():
             try:
-                op, vm = _load(op_id)
+                op, vm = load_op(op_id)
             except Finished:
                 return
             if vm.state not in (VMState.PENDING, VMState.BUILDING):  # deleted before it was built
-                _finish(op, False, f"cancelled: the VM is {vm.state}")
+                finish_op(op, False, f"cancelled: the VM is {vm.state}")
                 return
             transition(vm, VMState.BUILDING)
-            _start_op(op)
+            start_op(op)
             host = db.session.get(Host, vm.host_id)
             assert host is not None
             spec, host_id = spec_for(vm), host.id
@@ -92,7 +92,7 @@ def run_create(op_id: str) -> None:
             info = drv.get(spec.vm_id)  # the real state first: a redelivery finds the domain
             if info is None:
                 drv.create(spec)
-                _progress(op_id, 50)
+                set_progress(op_id, 50)
             if info is None or info.state != DomainState.RUNNING:
                 drv.start(spec.vm_id)
         except DriverError as exc:
@@ -102,10 +102,10 @@ def run_create(op_id: str) -> None:
                 continue
             return
         with transaction():
-            op, vm = _load(op_id)
+            op, vm = load_op(op_id)
             transition(vm, VMState.ACTIVE)
             vm.launched_at = utcnow()
-            _finish(op, True)
+            finish_op(op, True)
             audit.record(SYSTEM, "vm.build.succeeded", "vm", vm.id, tenant_id=vm.tenant_id, after=vm_view(vm))
         return
 
@@ -113,7 +113,7 @@ def run_create(op_id: str) -> None:
 def reschedule(op_id: str, failed_host_id: str, reason: str, max_attempts: int) -> bool:
     """Release the claim on the failed host and claim another one. False when the VM went to ERROR."""
     with transaction():
-        op, vm = _load(op_id)
+        op, vm = load_op(op_id)
         host = db.session.get(Host, failed_host_id)
     if host is not None:
         try:  # leave nothing behind on the failed host (best effort; reconcile catches the rest)
@@ -122,7 +122,7 @@ def reschedule(op_id: str, failed_host_id: str, reason: str, max_attempts: int) 
             log.warning("could not clean up VM %s on host %s: %s", vm.id, host.name, exc)
     with transaction():
         lock_tenant(vm.tenant_id)
-        op, vm = _load(op_id)
+        op, vm = load_op(op_id)
         before = vm_view(vm)
         vm.host_id = None  # releases host claim and quota
         vm.failed_hosts = ",".join(sorted(vm.failed_host_ids | {failed_host_id}))
@@ -138,7 +138,7 @@ def reschedule(op_id: str, failed_host_id: str, reason: str, max_attempts: int) 
             except (InsufficientCapacity, QuotaExceeded) as exc:
                 reason = f"{reason}; no other host: {exc.detail.en}"
         transition(vm, VMState.ERROR, f"build failed: {reason}")
-        _finish(op, False, reason)
+        finish_op(op, False, reason)
         audit.record(SYSTEM, "vm.build.failed", "vm", vm.id, tenant_id=vm.tenant_id, before=before,
                      after=vm_view(vm))
         return False
@@ -149,10 +149,10 @@ def reschedule(op_id: str, failed_host_id: str, reason: str, max_attempts: int) 
 def run_delete(op_id: str) -> None:
     with transaction():
         try:
-            op, vm = _load(op_id)
+            op, vm = load_op(op_id)
         except Finished:
             return
-        _start_op(op)
+        start_op(op)
         host = db.session.get(Host, vm.host_id) if vm.host_id else None
         primary = driver_for(host) if host else None
         strays = [driver_for(h) for h in (db.session.get(Host, hid) for hid in vm.failed_host_ids) if h]
@@ -165,11 +165,11 @@ def run_delete(op_id: str) -> None:
         except DriverError as exc:
             log.warning("could not clean up VM %s on %s: %s", vm_id, drv.uri, exc)
     with transaction():
-        op, vm = _load(op_id)
+        op, vm = load_op(op_id)
         before = vm_view(vm)
         transition(vm, VMState.DELETED)
         vm.deleted_at = utcnow()
-        _finish(op, True)
+        finish_op(op, True)
         audit.record(SYSTEM, "vm.delete.succeeded", "vm", vm.id, tenant_id=vm.tenant_id, before=before,
                      after=vm_view(vm))
 
@@ -177,13 +177,13 @@ def run_delete(op_id: str) -> None:
 def run_power(op_id: str, action: str) -> None:
     with transaction():
         try:
-            op, vm = _load(op_id)
+            op, vm = load_op(op_id)
         except Finished:
             return
-        _start_op(op)
+        start_op(op)
         host = db.session.get(Host, vm.host_id) if vm.host_id else None
         if host is None:
-            _finish(op, False, "the VM has no host")
+            finish_op(op, False, "the VM has no host")
             return
         drv, vm_id = driver_for(host), vm.id
     try:
@@ -194,10 +194,10 @@ def run_power(op_id: str, action: str) -> None:
         give_up(op_id, f"{type(exc).__name__}: {exc.message}")
         return
     with transaction():
-        op, vm = _load(op_id)
+        op, vm = load_op(op_id)
         before = vm_view(vm)
         transition(vm, VMState.ACTIVE if info.state == DomainState.RUNNING else VMState.STOPPED)
-        _finish(op, True)
+        finish_op(op, True)
         audit.record(SYSTEM, f"vm.{action}.succeeded", "vm", vm.id, tenant_id=vm.tenant_id, before=before,
                      after=vm_view(vm))
 
@@ -206,7 +206,7 @@ def give_up(op_id: str, reason: str, *, reschedule_build: bool = False) -> None:
     """Retries are exhausted: fail the operation with a readable reason (a build moves to another host)."""
     with transaction():
         try:
-            op, vm = _load(op_id)
+            op, vm = load_op(op_id)
         except Finished:
             return
         kind, host_id = op.kind, vm.host_id
@@ -217,8 +217,20 @@ def give_up(op_id: str, reason: str, *, reschedule_build: bool = False) -> None:
             dispatch(kind, op_id)  # a fresh task with a fresh retry budget on the new host
         return
     with transaction():
-        op, vm = _load(op_id)
-        _finish(op, False, reason)
+        op, vm = load_op(op_id)
+        finish_op(op, False, reason)
         if kind == "vm.delete":
             transition(vm, VMState.ERROR, f"delete failed: {reason}")
         audit.record(SYSTEM, f"{kind}.failed", "vm", vm.id, tenant_id=vm.tenant_id, after={"error": reason})
+
+
+def fail_unexpected(op_id: str, exc: BaseException) -> None:
+    """Mark the operation failed after an error no step handled (the VM keeps its state for reconcile)."""
+    log.error("operation %s failed unexpectedly", op_id, exc_info=exc)
+    try:
+        with transaction():
+            op = db.session.get(Operation, op_id)
+            if op is not None and op.status in (OpStatus.PENDING, OpStatus.RUNNING):
+                finish_op(op, False, f"internal error: {type(exc).__name__}")
+    except Exception:  # the database itself is gone: the stale-operation sweep will resend it
+        log.exception("could not record the failure of operation %s", op_id)

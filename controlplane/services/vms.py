@@ -147,7 +147,7 @@ def get_vm(actor: Principal, vm_id: str, *, lock: bool = False) -> VM:
     return vm
 
 
-def _get_for_change(actor: Principal, vm_id: str, if_match: int | None) -> VM:
+def lock_for_change(actor: Principal, vm_id: str, if_match: int | None) -> VM:
     vm = get_vm(actor, vm_id, lock=True)  # serialises concurrent changes of one VM
     if not (actor.is_operator or actor.is_tenant_admin or vm.created_by == actor.user_id):
         raise Forbidden(Msg("Members may only change the VMs they created; ask a municipal admin.",
@@ -165,7 +165,7 @@ def _get_for_change(actor: Principal, vm_id: str, if_match: int | None) -> VM:
 
 def delete_vm(actor: Principal, vm_id: str, if_match: int | None = None) -> Operation:
     with transaction():
-        vm = _get_for_change(actor, vm_id, if_match)
+        vm = lock_for_change(actor, vm_id, if_match)
         if vm.state == VMState.DELETED:
             raise not_found("vm", vm_id)
         if vm.state == VMState.DELETING:
@@ -192,7 +192,7 @@ def power(actor: Principal, vm_id: str, action: str, if_match: int | None = None
     """``action`` is ``start`` or ``stop``; the VM changes state when the hypervisor has done it."""
     needed = VMState.STOPPED if action == "start" else VMState.ACTIVE
     with transaction():
-        vm = _get_for_change(actor, vm_id, if_match)
+        vm = lock_for_change(actor, vm_id, if_match)
         if vm.state != needed:
             raise InvalidState(Msg(f"VM {vm.name!r} is {vm.state}; only a {needed.value} VM can {action}.",
                                    f"La VM {vm.name!r} está en estado {vm.state}; solo una VM {needed.value} "

@@ -11,7 +11,7 @@ def dispatch(kind: str, op_id: str) -> None:
     from controlplane.tasks import vm_tasks
 
     task = {"vm.create": vm_tasks.vm_create, "vm.delete": vm_tasks.vm_delete,
-            "vm.start": vm_tasks.vm_start, "vm.stop": vm_tasks.vm_stop}[kind]
+            "vm.start": vm_tasks.vm_start, "vm.stop": vm_tasks.vm_stop, "vm.migrate": vm_tasks.vm_migrate}[kind]
     try:
         task.apply_async(args=[op_id])
     except Exception:  # broker down: the operation stays pending and requeue_stale picks it up

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+from celery.exceptions import Retry
 
 from agents import DriverError
 from controlplane.app import settings
-from controlplane.services import lifecycle
+from controlplane.services import lifecycle, migrations, reconcile
 from controlplane.services.operations import stale_operations
 from controlplane.tasks.celery_app import celery_app, flask_app
 
@@ -17,21 +20,32 @@ def _backoff(retries: int) -> float:
     return float(min(2 ** retries, 30))
 
 
-def _run(task: Any, op_id: str, fn: Any, *args: Any, reschedule: bool = False) -> None:
+def _run(task: Any, op_id: str, fn: Any, *args: Any, reschedule: bool = False,
+         give_up: Callable[[str, str], None] | None = None) -> None:
     with flask_app().app_context():
-        _run_in_context(task, op_id, fn, *args, reschedule=reschedule)
+        _run_in_context(task, op_id, fn, *args, reschedule=reschedule, give_up=give_up)
 
 
-def _run_in_context(task: Any, op_id: str, fn: Any, *args: Any, reschedule: bool) -> None:
+def _run_in_context(task: Any, op_id: str, fn: Any, *args: Any, reschedule: bool,
+                    give_up: Callable[[str, str], None] | None) -> None:
     try:
         fn(op_id, *args)
     except DriverError as exc:
         if not exc.transient:
+            lifecycle.fail_unexpected(op_id, exc)
             raise
         if task.request.retries < MAX_RETRIES:
             raise task.retry(exc=exc, countdown=_backoff(task.request.retries)) from exc
-        lifecycle.give_up(op_id, f"{type(exc).__name__}: {exc.message} (after {MAX_RETRIES} retries)",
-                          reschedule_build=reschedule)
+        reason = f"{type(exc).__name__}: {exc.message} (after {MAX_RETRIES} retries)"
+        if give_up is not None:
+            give_up(op_id, reason)
+        else:
+            lifecycle.give_up(op_id, reason, reschedule_build=reschedule)
+    except Retry:
+        raise
+    except Exception as exc:  # a bug or a lost database: never leave the operation "running" forever
+        lifecycle.fail_unexpected(op_id, exc)
+        raise
 
 
 @celery_app.task(bind=True, name="confluencia.vm.create", max_retries=MAX_RETRIES)
@@ -52,6 +66,18 @@ def vm_start(self: Any, op_id: str) -> None:
 @celery_app.task(bind=True, name="confluencia.vm.stop", max_retries=MAX_RETRIES)
 def vm_stop(self: Any, op_id: str) -> None:
     _run(self, op_id, lifecycle.run_power, "stop")
+
+
+@celery_app.task(bind=True, name="confluencia.vm.migrate", max_retries=MAX_RETRIES)
+def vm_migrate(self: Any, op_id: str) -> None:
+    _run(self, op_id, migrations.run_migrate, give_up=migrations.settle_failed_migration)
+
+
+@celery_app.task(name="confluencia.reconcile")
+def reconcile_all() -> dict[str, Any]:
+    """Compare the database with every host's inventory; fix what is safe (periodic)."""
+    with flask_app().app_context():
+        return reconcile.reconcile(fix=True).as_dict()
 
 
 @celery_app.task(name="confluencia.ops.requeue_stale")

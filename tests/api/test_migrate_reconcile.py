@@ -1,0 +1,109 @@
+"""Operator live migration and reconcile, on the simulated data center."""
+
+from __future__ import annotations
+
+from agents import open_driver
+from agents.base import VMSpec
+from agents.simulated import DATACENTER
+from tests.conftest import World
+
+
+def _on(host: str) -> set[str]:
+    return {d.vm_id for d in open_driver("simulated", f"sim://{host}").list_domains()}
+
+
+def _active_vm(world: World, name: str = "app", **extra) -> dict:
+    r = world.admin_a.post("/v1/vms", json={"name": name, "flavor": "small", **extra})
+    assert world.admin_a.wait_op(r.get_json()["operation_id"])["status"] == "succeeded"
+    return world.admin_a.get(f"/v1/vms/{r.get_json()['vm']['id']}").get_json()
+
+
+def _host_name(world: World, host_id: str) -> str:
+    return next(n for n, i in world.hosts.items() if i == host_id)
+
+
+def test_operator_migrates_a_vm_and_the_claim_follows(world: World) -> None:
+    vm = _active_vm(world)
+    src = _host_name(world, vm["host_id"])
+    dst = "hv1" if src != "hv1" else "hv2"
+    r = world.operator.post(f"/v1/vms/{vm['id']}/migrate", json={"host": dst})
+    assert r.status_code == 202, r.get_json()
+    assert world.operator.wait_op(r.get_json()["id"])["status"] == "succeeded"
+    after = world.operator.get(f"/v1/vms/{vm['id']}").get_json()
+    assert after["state"] == "ACTIVE" and after["host_id"] == world.hosts[dst]
+    assert vm["id"] in _on(dst) and vm["id"] not in _on(src)
+    usage = {h["name"]: h["usage"]["vms"] for h in world.operator.get("/v1/hosts").get_json()["items"]}
+    assert usage[dst] == 1 and usage[src] == 0
+
+
+def test_migration_requests_that_cannot_work_are_refused(world: World) -> None:
+    vm = _active_vm(world)
+    src = _host_name(world, vm["host_id"])
+    assert world.admin_a.post(f"/v1/vms/{vm['id']}/migrate", json={"host": "hv1"}).status_code == 403
+    same = world.operator.post(f"/v1/vms/{vm['id']}/migrate", json={"host": src})
+    assert same.status_code == 409 and same.get_json()["type"] == "/problems/invalid-state"
+    unknown = world.operator.post(f"/v1/vms/{vm['id']}/migrate", json={"host": "nope"})
+    assert unknown.status_code == 422
+    assert world.operator.get(f"/v1/vms/{vm['id']}").get_json()["state"] == "ACTIVE"
+
+
+def test_failed_migration_records_where_the_vm_really_is(world: World) -> None:
+    vm = _active_vm(world)
+    src = _host_name(world, vm["host_id"])
+    dst = "hv1" if src != "hv1" else "hv2"
+    DATACENTER.inject_failure(src, "migrate", kind="failed", times=1)
+    r = world.operator.post(f"/v1/vms/{vm['id']}/migrate", json={"host": dst})
+    op = world.operator.wait_op(r.get_json()["id"])
+    assert op["status"] == "failed" and "DriverError" in op["error"]
+    after = world.operator.get(f"/v1/vms/{vm['id']}").get_json()
+    assert after["state"] == "ACTIVE" and after["host_id"] == world.hosts[src]
+    assert "migration failed" in after["status_reason"]
+    assert vm["id"] in _on(src) and vm["id"] not in _on(dst)
+    usage = {h["name"]: h["usage"]["vms"] for h in world.operator.get("/v1/hosts").get_json()["items"]}
+    assert usage[dst] == 0  # the target claim was released
+
+
+def test_reconcile_reports_and_fixes_drift(world: World) -> None:
+    moved = _active_vm(world, "moved")
+    stopped = _active_vm(world, "stopped-behind-our-back")
+    gone = _active_vm(world, "gone")
+    for host in ("hv1", "hv2", "hv3"):
+        DATACENTER.host(host)
+    # drift made by hand, behind Confluencia's back
+    src = _host_name(world, moved["host_id"])
+    dst = "hv1" if src != "hv1" else "hv2"
+    open_driver("simulated", f"sim://{src}").migrate(moved["id"], open_driver("simulated", f"sim://{dst}"))
+    open_driver("simulated", f"sim://{_host_name(world, stopped['host_id'])}").stop(stopped["id"])
+    open_driver("simulated", f"sim://{_host_name(world, gone['host_id'])}").delete(gone["id"])
+    DATACENTER.host("hv3").add_foreign_domain("legacy-mail")
+
+    dry = world.operator.post("/v1/reconcile?dry_run=true").get_json()
+    assert dry["moved"] == [{"vm": moved["id"], "from": src, "to": dst}]
+    assert dry["state_fixed"] == [{"vm": stopped["id"], "from": "ACTIVE", "to": "STOPPED"}]
+    assert dry["missing"] == [{"vm": gone["id"], "host": _host_name(world, gone["host_id"])}]
+    assert {"host": "hv3", "domain": "legacy-mail"} in dry["unknown_domains"]
+    assert world.operator.get(f"/v1/vms/{moved['id']}").get_json()["host_id"] == moved["host_id"]  # dry run
+
+    report = world.operator.post("/v1/reconcile").get_json()
+    assert not report["clean"]
+    assert world.operator.get(f"/v1/vms/{moved['id']}").get_json()["host_id"] == world.hosts[dst]
+    assert world.operator.get(f"/v1/vms/{stopped['id']}").get_json()["state"] == "STOPPED"
+    gone_now = world.operator.get(f"/v1/vms/{gone['id']}").get_json()
+    assert gone_now["state"] == "ERROR" and "missing" in gone_now["status_reason"]
+    again = world.operator.post("/v1/reconcile").get_json()
+    assert again["moved"] == again["state_fixed"] == again["missing"] == []
+    assert sorted(a["action"] for a in world.operator.get("/v1/audit?action=reconcile").get_json()["items"]) == [
+        "reconcile.missing", "reconcile.moved", "reconcile.state"]
+    assert world.member_a.post("/v1/reconcile").status_code == 403
+
+
+def test_reconcile_removes_the_domain_of_a_deleted_vm(world: World) -> None:
+    vm = _active_vm(world)
+    host = _host_name(world, vm["host_id"])
+    world.admin_a.wait_op(world.admin_a.delete(f"/v1/vms/{vm['id']}").get_json()["id"])
+    # the hypervisor comes back with the domain (e.g. restored from a snapshot)
+    drv = open_driver("simulated", f"sim://{host}")
+    drv.create(VMSpec(vm_id=vm["id"], name="app", vcpus=1, ram_mib=1024, disk_gib=10, tenant_id=vm["tenant_id"]))
+    report = world.operator.post("/v1/reconcile").get_json()
+    assert report["removed"] == [{"host": host, "domain": vm["id"], "why": "VM was deleted"}]
+    assert vm["id"] not in _on(host)
