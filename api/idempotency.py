@@ -15,6 +15,15 @@ from controlplane.errors import BadRequest, Msg
 from controlplane.services import idempotency
 
 REPLAYED_HEADERS = ("Location", "ETag", "Content-Type")
+# Secrets are shown once and never stored in clear (tokens are kept hashed): a stored response keeps
+# everything but these members, so a replay says which object was created without repeating the secret.
+SECRET_MEMBERS = frozenset({"token"})
+
+
+def _storable(body: Any) -> Any:
+    if isinstance(body, dict) and SECRET_MEMBERS & body.keys():
+        return {k: v for k, v in body.items() if k not in SECRET_MEMBERS}
+    return body
 
 
 def _body_hash() -> str:
@@ -48,7 +57,7 @@ def idempotent(view: Callable[..., Any]) -> Callable[..., Any]:
             raise
         if isinstance(resp, Response) and 200 <= resp.status_code < 300:
             headers = {h: resp.headers[h] for h in REPLAYED_HEADERS if h in resp.headers}
-            idempotency.complete(got, resp.status_code, resp.get_json(silent=True), headers)
+            idempotency.complete(got, resp.status_code, _storable(resp.get_json(silent=True)), headers)
         else:
             idempotency.abandon(got)
         return resp
