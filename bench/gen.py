@@ -49,14 +49,14 @@ def generate(n_hosts: int, n_vms: int, seed: int, mixed: bool, fill: float = 0.6
     cap_disk = np.full(n_hosts, 8192.0)
     base_disk = np.zeros(n_hosts)  # ext instances: disks live on shared storage
     # Skewed start: hosts are tried with geometrically decreasing preference (first hosts get more).
-    pref = 0.93 ** np.arange(n_hosts)
+    pref = np.exp(-1.5 * np.arange(n_hosts) / n_hosts)
     pref = pref / pref.sum()
     used = np.zeros((n_hosts, 2))
     host_of = np.empty(n_vms, dtype=int)
     order = np.argsort(-ram, kind="stable")
+    draws = rng.choice(n_hosts, size=(n_vms, 24), p=pref)
     for v in order:
-        tries = rng.choice(n_hosts, size=n_hosts, replace=False, p=pref)
-        for h in list(tries) + list(range(n_hosts)):
+        for h in [*draws[v], *range(n_hosts)]:
             if used[h, 0] + vcpu[v] <= cap_vcpu[h] and used[h, 1] + ram[v] <= mem[h] * 0.97:
                 break
         else:

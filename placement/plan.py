@@ -28,14 +28,20 @@ class Budget:
     """Limits of one rebalance run.
 
     ``max_moves``/``max_copy_gib``: None = unlimited. ``max_per_host``: concurrent migrations per host
-    inside one wave. ``min_gain``: a move is only made when it lowers the objective by at least this
-    much (hysteresis: a balanced or merely noisy cluster yields an empty plan).
+    inside one wave. ``min_gain`` (hysteresis, so a balanced or merely noisy cluster yields an empty
+    plan): every move must lower the objective by at least ``min_gain / N`` on average, N being the
+    number of schedulable hosts. One move changes a stdev over N hosts by O(1/N), so this keeps the
+    threshold meaningful from 10 to 10,000 hosts; ``min_gain = 0.05`` asks 0.005 per move on 10 hosts.
     """
 
     max_moves: int | None = None
     max_copy_gib: float | None = None
     max_per_host: int = 1
-    min_gain: float = 0.005
+    min_gain: float = 0.05
+
+    def per_move_gain(self, n_hosts: int) -> float:
+        """The absolute objective gain a move must bring on a cluster of ``n_hosts`` schedulable hosts."""
+        return self.min_gain / max(n_hosts, 1)
 
     def __post_init__(self) -> None:
         if self.max_moves is not None and (not isinstance(self.max_moves, int) or self.max_moves < 0):

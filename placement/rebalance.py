@@ -55,6 +55,7 @@ def _greedy(
     static: StaticTargets,
     movable: BoolArray,
     lam_per_mib: float,
+    min_gain: float,
 ) -> State:
     state = State(comp)
     ram = ram_column(comp)
@@ -82,7 +83,7 @@ def _greedy(
         for vms in chunks:
             valid, after = evaluate_moves(state, vms, static)
             gain = current - after
-            valid &= gain >= budget.min_gain
+            valid &= gain >= min_gain
             if not valid.any():
                 continue
             score = np.where(valid, gain - lam_per_mib * cost[vms][:, None], -np.inf)
@@ -117,6 +118,7 @@ def plan_rebalance(
     if not isinstance(budget, Budget):
         raise PlacementInputError(f"expected a Budget, got {type(budget).__name__}")
     comp = snapshot.compiled
+    min_gain = budget.per_move_gain(int(comp.schedulable.sum()))
     static = static_targets(comp, comp.rebalance_ok)
     on_ok_host = comp.rebalance_ok[comp.vm_host] if len(comp.vm_ids) else np.zeros(0, dtype=bool)
     movable = on_ok_host & ~comp.pinned & ~affinity_bound(comp)
@@ -132,9 +134,9 @@ def plan_rebalance(
     best: tuple[float, int, float, list[tuple[int, int, int]]] | None = None
     for alpha in alphas or (0.0,):
         lam = alpha * base / lb if lb > 0 else 0.0
-        state = _greedy(comp, budget, static, movable, lam)
-        improve(state, comp.vm_host, movable, static, cost, max_moves, max_ram, steps, limit, budget.min_gain)
-        moves = order_moves(comp, state.vm_host, movable, comp.rebalance_ok, budget.min_gain)
+        state = _greedy(comp, budget, static, movable, lam, min_gain)
+        improve(state, comp.vm_host, movable, static, cost, max_moves, max_ram, steps, limit, min_gain)
+        moves = order_moves(comp, state.vm_host, movable, comp.rebalance_ok, min_gain)
         after = _replayed_objective(comp, moves)
         copied = float(sum(cost[v] for v, _, _ in moves))
         key = (round(after, 12), len(moves), copied, moves)

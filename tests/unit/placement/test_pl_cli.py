@@ -38,7 +38,7 @@ def test_place_drain_convert(tmp_path: Path) -> None:
     run = CliRunner().invoke(placement, ["place", "--cluster", str(path), "--demand", "2,4096,20"])
     assert run.exit_code == 0 and json.loads(run.output)["ok"]
     run = CliRunner().invoke(placement, ["place", "--cluster", str(path), "--demand", "2,999999999,20"])
-    assert run.exit_code == 2 and "5 hosts: not enough RAM" in run.output
+    assert run.exit_code == 2 and "hosts: not enough RAM" in run.output
     run = CliRunner().invoke(placement, ["drain", "node0000", "--cluster", str(path), "--json"])
     assert run.exit_code == 0 and all(m["source"] == "node0000" for m in json.loads(run.output)["moves"])
     data = tmp_path / "c.data"
