@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from agents.base import HypervisorDriver
-from agents.errors import InvalidURI
+from agents.errors import DriverError, InvalidURI
 
 # kind -> "module:Class"; imported lazily so that optional extras (libvirt-python, proxmoxer) are only
 # needed by the people who use that driver.
@@ -41,6 +41,22 @@ def validate_uri(kind: str, uri: str) -> None:
     Syntax only: no connection is attempted.
     """
     driver_class(kind).validate_uri(uri)
+
+
+def validate_host(kind: str, uri: str, options: Mapping[str, str] | None = None) -> None:
+    """Check URI and driver options by building a driver offline (no connection is made).
+
+    Raises :class:`InvalidURI` for anything the driver refuses.
+    """
+    cls = driver_class(kind)
+    cls.validate_uri(uri)
+    try:
+        drv = cls(uri, **dict(options or {}))
+    except InvalidURI:
+        raise
+    except (DriverError, TypeError, ValueError) as exc:
+        raise InvalidURI(str(exc)) from exc
+    drv.close()
 
 
 def open_driver(kind: str, uri: str, options: Mapping[str, str] | None = None) -> HypervisorDriver:

@@ -34,9 +34,14 @@ def _with_etag(body: Any, version: int, status: int = 200, location: str | None 
     return resp
 
 
+def _host_fields(h: Host) -> dict[str, Any]:
+    skip = ("usage", "option_keys")
+    return {**{c: getattr(h, c) for c in s.Host._declared_fields if c not in skip},
+            "option_keys": sorted(h.driver_options or {})}
+
+
 def _host_body(h: Host) -> Any:
-    return s.Host().dump({**{c: getattr(h, c) for c in s.Host._declared_fields if c != "usage"},
-                          "usage": hosts.utilisation([h])[h.id]})
+    return s.Host().dump({**_host_fields(h), "usage": hosts.utilisation([h])[h.id]})
 
 
 # --- hosts ---------------------------------------------------------------------------------------------
@@ -59,8 +64,7 @@ def list_hosts(args: dict[str, Any]) -> dict[str, Any]:
     items, total = hosts.list_hosts(principal(), state=args.get("state"), zone=args.get("zone"),
                                     driver=args.get("driver"), limit=args["limit"], offset=args["offset"])
     usage = hosts.utilisation(items)
-    dumped = [{**{c: getattr(h, c) for c in s.Host._declared_fields if c != "usage"}, "usage": usage[h.id]}
-              for h in items]
+    dumped = [{**_host_fields(h), "usage": usage[h.id]} for h in items]
     return page(dumped, total, args)
 
 

@@ -32,6 +32,10 @@ class HostCreate(StrictSchema):
     disk_ratio = Ratio()
     zone = Name(allow_none=True)
     state = fields.String(validate=validate.OneOf(HOST_STATES))
+    options = fields.Dict(keys=fields.String(validate=validate.Length(min=1, max=64)),
+                          values=fields.String(validate=validate.Length(max=2000)), load_only=True,
+                          metadata={"description": "Driver options, e.g. Proxmox token_id/token_secret. "
+                                                   "Write-only: never returned."})
 
 
 class HostUpdate(HostCreate):
@@ -68,6 +72,7 @@ class Host(Schema):
     zone = fields.String(allow_none=True)
     state = fields.String()
     state_reason = fields.String(allow_none=True)
+    option_keys = fields.List(fields.String(), metadata={"description": "Names of the driver options set"})
     version = fields.Integer()
     usage = fields.Nested(HostUsage)
     created_at = fields.DateTime()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Boolean, CheckConstraint, Float, Integer, String, Text
+from sqlalchemy import JSON, Boolean, CheckConstraint, Float, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from controlplane.db import db
@@ -32,6 +32,8 @@ class Host(db.Model):  # type: ignore[name-defined]
     name: Mapped[str] = mapped_column(String(63), unique=True, nullable=False)
     driver: Mapped[str] = mapped_column(String(16), nullable=False)  # simulated | libvirt | proxmox
     uri: Mapped[str] = mapped_column(String(500), nullable=False)
+    # driver options such as the Proxmox API token; never returned by the API
+    driver_options: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
     vcpus: Mapped[int] = mapped_column(Integer, nullable=False)
     ram_mib: Mapped[int] = mapped_column(Integer, nullable=False)
     disk_gib: Mapped[int] = mapped_column(Integer, nullable=False)

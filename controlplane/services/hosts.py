@@ -6,8 +6,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from agents import InvalidURI, validate_uri
-from agents.registry import forget
+from agents import InvalidURI
+from agents.registry import forget, validate_host
 from controlplane import audit
 from controlplane.context import Principal
 from controlplane.db import db
@@ -24,12 +24,13 @@ FIELDS = ("name", "driver", "uri", "vcpus", "ram_mib", "disk_gib", "reserved_vcp
 
 
 def host_view(h: Host) -> dict[str, Any]:
-    return {f: getattr(h, f) for f in FIELDS}
+    """What the audit log keeps of a host: option names, never their values (tokens)."""
+    return {**{f: getattr(h, f) for f in FIELDS}, "option_keys": sorted(h.driver_options or {})}
 
 
-def _check_uri(driver: str, uri: str) -> None:
+def _check_uri(driver: str, uri: str, options: dict[str, str] | None) -> None:
     try:
-        validate_uri(driver, uri)
+        validate_host(driver, uri, options)
     except InvalidURI as exc:
         raise ValidationFailed(Msg(f"Invalid connection URI for a {driver} host: {exc.message}",
                                    f"URI de conexión no válida para un host {driver}: {exc.message}"),
@@ -45,7 +46,10 @@ def _check_reserved(h: Host) -> None:
 
 def create_host(actor: Principal, data: dict[str, Any]) -> Host:
     require_operator(actor)
-    _check_uri(data["driver"], data["uri"])
+    data = dict(data)
+    if "options" in data:
+        data["driver_options"] = data.pop("options")
+    _check_uri(data["driver"], data["uri"], data.get("driver_options"))
     with transaction():
         if db.session.execute(select(Host.id).where(Host.name == data["name"])).first():
             raise ValidationFailed(f"host name {data['name']!r} is taken", errors={"name": ["Already taken."]})
@@ -71,8 +75,12 @@ def update_host(actor: Principal, host_id: str, changes: dict[str, Any], if_matc
         host = db.session.execute(select(Host).where(Host.id == get_host(actor, host_id).id)
                                   .with_for_update()).scalar_one()
         check_version(host.version, if_match)
-        if "uri" in changes or "driver" in changes:
-            _check_uri(changes.get("driver", host.driver), changes.get("uri", host.uri))
+        changes = dict(changes)
+        if "options" in changes:
+            changes["driver_options"] = changes.pop("options")
+        if {"uri", "driver", "driver_options"} & set(changes):
+            _check_uri(changes.get("driver", host.driver), changes.get("uri", host.uri),
+                       changes.get("driver_options", host.driver_options))
             forget(host.driver, host.uri)
         before = host_view(host)
         for key, value in changes.items():

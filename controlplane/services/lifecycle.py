@@ -32,7 +32,7 @@ class Finished(Exception):
 
 
 def driver_for(host: Host) -> HypervisorDriver:
-    return open_driver(host.driver, host.uri)
+    return open_driver(host.driver, host.uri, host.driver_options)
 
 
 def spec_for(vm: VM) -> VMSpec:
