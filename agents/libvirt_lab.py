@@ -23,7 +23,7 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -288,27 +288,33 @@ class Lab:
         """Stop the guests and daemons this lab started; return what was stopped."""
         stopped: list[str] = []
         for h in self.hosts():
-            for qpid in self._guest_pids(h):
+            run = Path(h.runtime_dir, "libvirt")
+            for qpid in self._owned_pids(h, run.joinpath("qemu", "run").glob("*.pid"), b"qemu"):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(qpid, signal.SIGKILL)
                 stopped.append(f"{h.name} guest pid {qpid}")
+            helpers = list(self._owned_pids(h, run.glob("virt*d.pid"), b"virt"))  # virtlogd, virtlockd
             if h.pid is not None and _alive(h.pid, h.pid_start):
                 os.kill(h.pid, signal.SIGTERM)
                 if not self._wait_gone(h.pid, h.pid_start, 10.0):
                     os.kill(h.pid, signal.SIGKILL)
                     self._wait_gone(h.pid, h.pid_start, 5.0)
                 stopped.append(f"{h.name} libvirtd pid {h.pid}")
+            for hpid in helpers:  # spawned by the daemon for its guests' logs
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(hpid, signal.SIGTERM)
+                stopped.append(f"{h.name} helper pid {hpid}")
             shutil.rmtree(h.runtime_dir, ignore_errors=True)
         with contextlib.suppress(FileNotFoundError):
             self.state_file.unlink()
         return stopped
 
     @staticmethod
-    def _guest_pids(h: LabHost) -> list[int]:
-        """QEMU processes started by this host's daemon: pid files in its run dir, owned by its user."""
+    def _owned_pids(h: LabHost, pidfiles: Iterable[Path], needle: bytes) -> list[int]:
+        """Processes started by this host's daemon: pid files in its run dir, owned by its user."""
         pids = []
         uid = pwd.getpwnam(h.name).pw_uid
-        for pidfile in Path(h.runtime_dir, "libvirt", "qemu", "run").glob("*.pid"):
+        for pidfile in pidfiles:
             try:
                 pid = int(pidfile.read_text().strip())
                 status = Path(f"/proc/{pid}/status").read_text()
@@ -316,7 +322,7 @@ class Lab:
             except (OSError, ValueError):
                 continue
             owner = next((line.split()[1] for line in status.splitlines() if line.startswith("Uid:")), "")
-            if owner == str(uid) and b"qemu" in cmd:
+            if owner == str(uid) and needle in cmd:
                 pids.append(pid)
         return pids
 
