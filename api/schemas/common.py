@@ -31,8 +31,18 @@ def Count(minimum: int = 0, maximum: int = MAX_INT, **kw: Any) -> fields.Integer
 
 
 class StrictSchema(Schema):
+    """Unknown fields are an error in the body AND in the query string.
+
+    webargs loads query arguments with ``unknown=EXCLUDE`` by default, which would silently ignore a
+    typo such as ``?stat=ACTIVE`` and return everything; a strict schema refuses that whoever loads it.
+    """
+
     class Meta:
         unknown = RAISE
+
+    def load(self, data: Any, *, many: bool | None = None, partial: Any = None,
+             unknown: str | None = None) -> Any:
+        return super().load(data, many=many, partial=partial, unknown=RAISE)
 
 
 class PageArgs(StrictSchema):
