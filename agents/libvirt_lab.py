@@ -293,7 +293,7 @@ class Lab:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(qpid, signal.SIGKILL)
                 stopped.append(f"{h.name} guest pid {qpid}")
-            helpers = list(self._owned_pids(h, run.glob("virt*d.pid"), b"virt"))  # virtlogd, virtlockd
+            helpers = self._helper_pids(h)
             if h.pid is not None and _alive(h.pid, h.pid_start):
                 os.kill(h.pid, signal.SIGTERM)
                 if not self._wait_gone(h.pid, h.pid_start, 10.0):
@@ -308,6 +308,27 @@ class Lab:
         with contextlib.suppress(FileNotFoundError):
             self.state_file.unlink()
         return stopped
+
+    @staticmethod
+    def _helper_pids(h: LabHost) -> list[int]:
+        """virtlogd/virtlockd spawned for this lab user's daemon (also by earlier runs of the same lab).
+
+        Lab users exist only for the lab, so a libvirt helper running as one was started by the lab.
+        """
+        uid = pwd.getpwnam(h.name).pw_uid
+        pids = []
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                if proc.stat().st_uid != uid:
+                    continue
+                argv0 = (proc / "cmdline").read_bytes().split(b"\0")[0]
+            except OSError:
+                continue
+            if os.path.basename(argv0) in (b"virtlogd", b"virtlockd"):
+                pids.append(int(proc.name))
+        return pids
 
     @staticmethod
     def _owned_pids(h: LabHost, pidfiles: Iterable[Path], needle: bytes) -> list[int]:
