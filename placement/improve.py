@@ -20,7 +20,7 @@ import numpy as np
 
 from placement.filters import Candidate, evaluate
 from placement.moves import StaticTargets, evaluate_moves
-from placement.state import BoolArray, Compiled, FloatArray, IntArray, State
+from placement.state import EPS, BoolArray, Compiled, FloatArray, IntArray, State
 from placement.swaps import Swap, apply_swap, swap_candidates, swap_feasible
 
 IMPROVE_EPS = 1e-9
@@ -238,31 +238,32 @@ def order_moves(
     become feasible are dropped.
     """
     state = State(comp)
-    pending = [int(v) for v in np.flatnonzero((final_host != comp.vm_host) & movable)]
+    pending = np.flatnonzero((final_host != comp.vm_host) & movable)
     out: list[tuple[int, int, int]] = []
     objs = [state.objective_fast()]
-    while pending:
-        current = state.objective_fast()
-        best_i = -1
-        best_gain = -np.inf
-        for i, v in enumerate(pending):
-            t = int(final_host[v])
-            if not hosts_ok[t] or not state.fits_host(t, comp.vm_demand[v]):
-                continue
+    while len(pending):
+        tgts = final_host[pending]
+        ok = hosts_ok[tgts] & _fits_many(state, pending, tgts)
+        after = _after_many(state, pending, tgts)
+        gain = np.where(ok, objs[-1] - after, -np.inf)
+        chosen = -1
+        for i in np.argsort(-gain, kind="stable"):
+            if not np.isfinite(gain[i]):
+                break
+            v, t = int(pending[i]), int(tgts[i])
             if comp.vm_anti[v] and t in state.anti_blocked(comp.vm_anti[v], int(state.vm_host[v])):
                 continue
-            gain = current - _after_one(state, v, t)
-            if gain > best_gain:
-                best_gain, best_i = gain, i
-        if best_i < 0:
+            # Belt and braces: the full filter chain must agree.
+            if evaluate(state, _candidate(comp, v, int(state.vm_host[v]))).passing[t]:
+                chosen = int(i)
+                break
+        if chosen < 0:
             break
-        v = pending.pop(best_i)
-        t = int(final_host[v])
-        if not evaluate(state, _candidate(comp, v, int(state.vm_host[v]))).passing[t]:
-            continue  # belt and braces: the full filter chain must agree
+        v, t = int(pending[chosen]), int(tgts[chosen])
         out.append((v, int(state.vm_host[v]), t))
         state.move(v, t)
         objs.append(state.objective_fast())
+        pending = np.delete(pending, chosen)
     best_k, best_total = 0, 0.0
     for k in range(1, len(out) + 1):
         total = objs[0] - objs[k]
@@ -271,18 +272,25 @@ def order_moves(
     return out[:best_k]
 
 
-def _after_one(state: State, vm: int, target: int) -> float:
+def _fits_many(state: State, vms: IntArray, targets: IntArray) -> BoolArray:
     c = state.c
-    s1 = state.s1.copy()
-    s2 = state.s2.copy()
-    d = c.vm_demand[vm]
-    src = int(state.vm_host[vm])
-    for h, delta in ((src, -d), (target, d)):
-        if c.schedulable[h]:
-            old = state.util[h]
-            new = (state.alloc[h] + delta) * c.inv_cap[h]
-            s1 += new - old
-            s2 += new * new - old * old
+    room = c.cap[targets] * (1.0 + EPS) + EPS - state.alloc[targets]
+    return np.asarray(((c.vm_demand[vms] <= room) | ~c.hard[None, :]).all(axis=1), dtype=bool)
+
+
+def _after_many(state: State, vms: IntArray, targets: IntArray) -> FloatArray:
+    """Objective after each (vm -> target) move alone, vectorised."""
+    c = state.c
+    d = c.vm_demand[vms]
+    src = state.vm_host[vms]
+    s1 = np.broadcast_to(state.s1, d.shape).copy()
+    s2 = np.broadcast_to(state.s2, d.shape).copy()
+    for hosts, sign in ((src, -1.0), (targets, 1.0)):
+        old = state.util[hosts]
+        new = (state.alloc[hosts] + sign * d) * c.inv_cap[hosts]
+        sch = c.schedulable[hosts][:, None]
+        s1 += np.where(sch, new - old, 0.0)
+        s2 += np.where(sch, new * new - old * old, 0.0)
     n = max(state.n, 1)
     mean = s1 / n
-    return float(np.sqrt(np.maximum(s2 / n - mean * mean, 0.0)) @ c.weights)
+    return np.asarray(np.sqrt(np.maximum(s2 / n - mean * mean, 0.0)) @ c.weights, dtype=np.float64)

@@ -23,6 +23,10 @@ from placement.state import BoolArray, Compiled, State
 #: Above this many (VM x host) pairs per step, sources are limited to the hottest hosts.
 FULL_EVAL_LIMIT = 400_000
 DEFAULT_ALPHAS: tuple[float, ...] = (0.0, 0.15, 0.4, 1.0)
+#: Large clusters: targets are the COLD_PER_RESOURCE least utilised hosts per resource; sources are
+#: scanned hottest first, at most MAX_CHUNKS chunks per step.
+COLD_PER_RESOURCE = 40
+MAX_CHUNKS = 8
 
 
 def ram_lower_bound_mib(comp: Compiled, mask: BoolArray | None = None) -> float:
@@ -40,13 +44,22 @@ def ram_lower_bound_mib(comp: Compiled, mask: BoolArray | None = None) -> float:
 
 
 def _heat(state: State) -> np.ndarray:
+    """How far above the mean each schedulable host is (weighted over resources); -1 for others."""
     c = state.c
-    mask = c.schedulable
     if state.n == 0:
-        return np.zeros(len(c.host_ids))
+        return np.full(len(c.host_ids), -1.0)
     mean = state.s1 / state.n
-    dev = np.abs(state.util - mean[None, :]) @ c.weights
-    return np.where(mask, dev, -1.0)
+    dev = np.maximum(state.util - mean[None, :], 0.0) @ c.weights
+    return np.where(c.schedulable, dev, -1.0)
+
+
+def cold_hosts(state: State, hosts_ok: BoolArray, per_resource: int) -> np.ndarray:
+    """Candidate targets on large clusters: the least utilised hosts for each resource (union)."""
+    util = np.where(hosts_ok[:, None], state.util, np.inf)
+    picks = [np.argsort(util[:, r], kind="stable")[:per_resource] for r in range(util.shape[1])]
+    mixed = np.argsort(util @ state.c.weights, kind="stable")[:per_resource]
+    out = np.unique(np.concatenate([*picks, mixed]))
+    return out[hosts_ok[out]]
 
 
 def _greedy(
@@ -71,25 +84,27 @@ def _greedy(
         if len(cand_all) == 0:
             break
         best: tuple[float, int, int] | None = None
+        targets: np.ndarray | None = None
         if len(cand_all) * n_hosts <= FULL_EVAL_LIMIT:
             chunks = [cand_all]
         else:
+            targets = cold_hosts(state, comp.rebalance_ok, COLD_PER_RESOURCE)
             order = np.argsort(-_heat(state), kind="stable")
             rank = np.empty(n_hosts, dtype=np.int64)
             rank[order] = np.arange(n_hosts)
-            per_chunk = max(1, FULL_EVAL_LIMIT // n_hosts)
+            per_chunk = max(1, FULL_EVAL_LIMIT // max(len(targets), 1) // 4)
             by_heat = cand_all[np.argsort(rank[state.vm_host[cand_all]], kind="stable")]
-            chunks = [by_heat[i : i + per_chunk] for i in range(0, len(by_heat), per_chunk)]
+            chunks = [by_heat[i : i + per_chunk] for i in range(0, len(by_heat), per_chunk)][:MAX_CHUNKS]
         for vms in chunks:
-            valid, after = evaluate_moves(state, vms, static)
+            valid, after = evaluate_moves(state, vms, static, targets)
             gain = current - after
             valid &= gain >= min_gain
             if not valid.any():
                 continue
             score = np.where(valid, gain - lam_per_mib * cost[vms][:, None], -np.inf)
             flat = int(np.argmax(score))
-            i, h = divmod(flat, n_hosts)
-            best = (float(score.flat[flat]), int(vms[i]), h)
+            i, h = divmod(flat, valid.shape[1])
+            best = (float(score.flat[flat]), int(vms[i]), int(h if targets is None else targets[h]))
             break
         if best is None:
             break
@@ -129,10 +144,11 @@ def plan_rebalance(
     max_moves = len(comp.vm_ids) if budget.max_moves is None else budget.max_moves
     max_ram = np.inf if budget.max_copy_gib is None else budget.max_copy_gib * 1024.0
     big = len(comp.vm_ids) * len(comp.host_ids) > FULL_EVAL_LIMIT
-    steps = min(4 * max_moves + 50, 400 if big else 3000)
+    steps = min(4 * max_moves + 50, 60 if big else 3000)
     limit = max(1, FULL_EVAL_LIMIT // max(len(comp.host_ids), 1))
     best: tuple[float, int, float, list[tuple[int, int, int]]] | None = None
-    for alpha in alphas or (0.0,):
+    # Large clusters: one run (the search itself is wider there, and time matters).
+    for alpha in (alphas or (0.0,))[: 1 if big else None]:
         lam = alpha * base / lb if lb > 0 else 0.0
         state = _greedy(comp, budget, static, movable, lam, min_gain)
         improve(state, comp.vm_host, movable, static, cost, max_moves, max_ram, steps, limit, min_gain)
