@@ -24,8 +24,6 @@ from placement.state import EPS, BoolArray, Compiled, FloatArray, IntArray, Stat
 from placement.swaps import Swap, apply_swap, swap_candidates, swap_feasible
 
 IMPROVE_EPS = 1e-9
-#: Most VMs considered for swaps in one step (pairs grow quadratically).
-SWAP_POOL = 260
 #: Moved VMs tried for 'undo one, make another' per round.
 UNDO_TRIES = 16
 
@@ -73,6 +71,7 @@ def improve(
     max_steps: int,
     candidate_limit: int,
     min_gain: float,
+    swap_pool: int = 0,
 ) -> None:
     """Improve ``state`` in place under the move/RAM budget (counted against ``origin``).
 
@@ -93,10 +92,12 @@ def improve(
         home = np.flatnonzero(movable & ~away)
         if len(home) > candidate_limit:
             home = _hottest(state, home, candidate_limit)
-        pool = np.concatenate([moved, home])
-        if len(pool) > SWAP_POOL:
-            pool = np.sort(_hottest(state, pool, SWAP_POOL))
-        swaps = swap_candidates(state, pool, static, origin, cost, moves_left, ram_left, current, min_gain)
+        swaps: list[Swap] = []
+        if swap_pool > 0:
+            pool = np.concatenate([moved, home])
+            if len(pool) > swap_pool:
+                pool = np.sort(_hottest(state, pool, swap_pool))
+            swaps = swap_candidates(state, pool, static, origin, cost, moves_left, ram_left, current, min_gain)
         steps += 1
         if swaps:
             _g, a, b, _extra = swaps[0]

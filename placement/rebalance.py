@@ -27,6 +27,10 @@ DEFAULT_ALPHAS: tuple[float, ...] = (0.0, 0.15, 0.4, 1.0)
 #: scanned hottest first, at most MAX_CHUNKS chunks per step.
 COLD_PER_RESOURCE = 40
 MAX_CHUNKS = 8
+#: Swap search: VMs in the pool (pairs grow quadratically) and how many phase-1 results get it.
+SWAP_POOL = 260
+SWAP_POOL_BIG = 200
+SWAP_RUNS = 4
 
 
 def ram_lower_bound_mib(comp: Compiled, mask: BoolArray | None = None) -> float:
@@ -146,12 +150,29 @@ def plan_rebalance(
     big = len(comp.vm_ids) * len(comp.host_ids) > FULL_EVAL_LIMIT
     steps = min(4 * max_moves + 50, 60 if big else 3000)
     limit = max(1, FULL_EVAL_LIMIT // max(len(comp.host_ids), 1))
-    best: tuple[float, int, float, list[tuple[int, int, int]]] | None = None
-    # Large clusters: one run (the search itself is wider there, and time matters).
+    # Phase 1: greedy + cheap local search for each cost penalty. Phase 2: swaps on the two best.
+    runs: list[State] = []
     for alpha in (alphas or (0.0,))[: 1 if big else None]:
         lam = alpha * base / lb if lb > 0 else 0.0
         state = _greedy(comp, budget, static, movable, lam, min_gain)
         improve(state, comp.vm_host, movable, static, cost, max_moves, max_ram, steps, limit, min_gain)
+        runs.append(state)
+    runs.sort(key=lambda s: s.objective())
+    best: tuple[float, int, float, list[tuple[int, int, int]]] | None = None
+    for state in runs[:SWAP_RUNS]:
+        improve(
+            state,
+            comp.vm_host,
+            movable,
+            static,
+            cost,
+            max_moves,
+            max_ram,
+            steps,
+            limit,
+            min_gain,
+            swap_pool=SWAP_POOL_BIG if big else SWAP_POOL,
+        )
         moves = order_moves(comp, state.vm_host, movable, comp.rebalance_ok, min_gain)
         after = _replayed_objective(comp, moves)
         copied = float(sum(cost[v] for v, _, _ in moves))

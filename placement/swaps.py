@@ -27,70 +27,91 @@ def swap_candidates(
     min_gain: float,
     limit: int = 32,
 ) -> list[Swap]:
-    """Up to ``limit`` improving swaps among ``vms``, best gain per extra budget move first."""
+    """Up to ``limit`` improving swaps among ``vms``, best gain per extra budget move first.
+
+    Gains are computed first for every pair on different hosts (cheap arithmetic on the running
+    sums); the feasibility and budget checks then run only on the improving pairs.
+    """
     c = state.c
     k = len(vms)
     if k < 2 or state.n == 0:
         return []
     host = state.vm_host[vms]
+    i_idx, j_idx = _pairs(k)
+    keep = host[i_idx] != host[j_idx]
+    i_idx, j_idx = i_idx[keep], j_idx[keep]
     d = c.vm_demand[vms]
-    u, inv, al = state.util[host], c.inv_cap[host], state.alloc[host]
-    cp = c.cap[host] * (1.0 + EPS) + EPS
-    soft = ~c.hard
-    sch = c.schedulable[host].astype(float)[:, None]
-    # [i, j]: i goes to host(j), j goes to host(i); host(i) changes by d_j - d_i.
-    delta = d[None, :, :] - d[:, None, :]
-    valid = np.triu(host[:, None] != host[None, :], 1)
-    keys = static.key_of_vm[vms]
-    valid &= static.masks[keys][:, host] & static.masks[keys][:, host].T
-    valid &= ((al[:, None, :] + delta <= cp[:, None, :]) | soft).all(axis=2)
-    valid &= ((al[None, :, :] - delta <= cp[None, :, :]) | soft).all(axis=2)
-    i_first = ((al[None, :, :] + d[:, None, :] <= cp[None, :, :]) | soft).all(axis=2)
-    j_first = ((al[:, None, :] + d[None, :, :] <= cp[:, None, :]) | soft).all(axis=2)
-    valid &= i_first | j_first
-    # Budget: VMs ending away from home and their RAM.
-    o = origin[vms]
-    away_i_before = host != o
-    away_i_after = host[None, :] != o[:, None]  # i on host(j)
-    away_j_after = host[:, None] != o[None, :]  # j on host(i)
-    extra = (
-        away_i_after.astype(np.int64) + away_j_after - away_i_before[:, None].astype(np.int64) - away_i_before[None, :]
-    )
-    cst = cost[vms]
-    extra_ram = cst[:, None] * (away_i_after.astype(float) - away_i_before[:, None]) + cst[None, :] * (
-        away_j_after.astype(float) - away_i_before[None, :]
-    )
-    valid &= (extra <= moves_left) & (extra_ram <= ram_left + 1e-9)
-    if not valid.any():
-        return []
-    du_i = delta * inv[:, None, :]
-    du_j = -delta * inv[None, :, :]
-    ds1 = sch[:, None, :] * du_i + sch[None, :, :] * du_j
-    ds2 = sch[:, None, :] * du_i * (2 * u[:, None, :] + du_i) + sch[None, :, :] * du_j * (2 * u[None, :, :] + du_j)
-    s1 = state.s1 + ds1
-    s2 = state.s2 + ds2
+    inv = c.inv_cap[host]
+    two_u = 2.0 * state.util[host]
+    sch = c.schedulable[host]
+    # Swap (i, j): host(i) changes by delta = d_j - d_i, host(j) by -delta.
+    delta = d[j_idx] - d[i_idx]
+    du_i = delta * inv[i_idx]
+    du_j = -delta * inv[j_idx]
+    if not sch.all():
+        du_i *= sch[i_idx][:, None]
+        du_j *= sch[j_idx][:, None]
+    s1 = state.s1 + (du_i + du_j)
+    s2 = state.s2 + du_i * (two_u[i_idx] + du_i) + du_j * (two_u[j_idx] + du_j)
     mean = s1 / state.n
     after = np.sqrt(np.maximum(s2 / state.n - mean * mean, 0.0)) @ c.weights
     gain = current - after
-    valid &= gain > 1e-9
+    sel = np.flatnonzero(gain > 1e-9)
+    if len(sel) == 0:
+        return []
+    i_idx, j_idx, gain, delta = i_idx[sel], j_idx[sel], gain[sel], delta[sel]
+    hi, hj = host[i_idx], host[j_idx]
+    a, b = vms[i_idx], vms[j_idx]
+    keys = static.key_of_vm
+    valid = static.masks[keys[a], hj] & static.masks[keys[b], hi]
+    soft = ~c.hard
+    al_i, al_j = state.alloc[hi], state.alloc[hj]
+    cp_i = c.cap[hi] * (1.0 + EPS) + EPS
+    cp_j = c.cap[hj] * (1.0 + EPS) + EPS
+    valid &= ((al_i + delta <= cp_i) | soft).all(axis=1)
+    valid &= ((al_j - delta <= cp_j) | soft).all(axis=1)
+    i_first = ((al_j + d[i_idx] <= cp_j) | soft).all(axis=1)
+    j_first = ((al_i + d[j_idx] <= cp_i) | soft).all(axis=1)
+    valid &= i_first | j_first
+    # Budget: VMs ending away from home, and their RAM.
+    oa, ob = origin[a], origin[b]
+    before_a, before_b = hi != oa, hj != ob
+    after_a, after_b = hj != oa, hi != ob
+    extra = after_a.astype(np.int64) + after_b - before_a - before_b
+    extra_ram = cost[a] * (after_a.astype(float) - before_a) + cost[b] * (after_b.astype(float) - before_b)
+    valid &= (extra <= moves_left) & (extra_ram <= ram_left + 1e-9)
     valid &= (extra <= 0) | (gain >= min_gain * np.maximum(extra, 1))
     idx = np.flatnonzero(valid)
     if len(idx) == 0:
         return []
-    score = gain.flat[idx] / np.maximum(extra.flat[idx], 1)
+    score = gain[idx] / np.maximum(extra[idx], 1)
     order = idx[np.argsort(-score, kind="stable")]
     out: list[Swap] = []
-    for flat in order[: limit * 4]:
-        i, j = divmod(int(flat), k)
-        va, vb = int(vms[i]), int(vms[j])
+    for p in order[: limit * 4]:
+        va, vb = int(a[p]), int(b[p])
         if (c.vm_anti[va] or c.vm_anti[vb]) and (
-            _anti_conflict(state, va, int(host[j]), vb) or _anti_conflict(state, vb, int(host[i]), va)
+            _anti_conflict(state, va, int(hj[p]), vb) or _anti_conflict(state, vb, int(hi[p]), va)
         ):
             continue
-        out.append((float(gain.flat[flat]), va, vb, int(extra.flat[flat])))
+        out.append((float(gain[p]), va, vb, int(extra[p])))
         if len(out) >= limit:
             break
     return out
+
+
+_PAIRS: dict[int, tuple[IntArray, IntArray]] = {}
+
+
+def _pairs(k: int) -> tuple[IntArray, IntArray]:
+    """Upper-triangle index pairs for k items (cached; deterministic)."""
+    got = _PAIRS.get(k)
+    if got is None:
+        i, j = np.triu_indices(k, 1)
+        got = (i.astype(np.int64), j.astype(np.int64))
+        if len(_PAIRS) > 64:
+            _PAIRS.clear()
+        _PAIRS[k] = got
+    return got
 
 
 def _anti_conflict(state: State, vm: int, target: int, leaving: int) -> bool:
