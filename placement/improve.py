@@ -25,7 +25,7 @@ from placement.swaps import Swap, apply_swap, swap_candidates, swap_feasible
 
 IMPROVE_EPS = 1e-9
 #: Moved VMs tried for 'undo one, make another' per round.
-UNDO_TRIES = 16
+UNDO_TRIES = 4
 
 
 def _best(

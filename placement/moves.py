@@ -19,6 +19,7 @@ class StaticTargets:
 
     key_of_vm: IntArray  # (V,) index into masks
     masks: BoolArray  # (K, H)
+    has_anti: BoolArray  # (V,) the VM is in at least one anti-affinity group
 
 
 def static_targets(comp: Compiled, hosts_ok: BoolArray) -> StaticTargets:
@@ -42,7 +43,8 @@ def static_targets(comp: Compiled, hosts_ok: BoolArray) -> StaticTargets:
             rows.append(mask)
         key_of_vm[v] = idx
     masks = np.array(rows, dtype=bool).reshape(len(rows), len(comp.host_ids))
-    return StaticTargets(key_of_vm=key_of_vm, masks=masks)
+    has_anti = np.array([bool(g) for g in comp.vm_anti], dtype=bool)
+    return StaticTargets(key_of_vm=key_of_vm, masks=masks, has_anti=has_anti)
 
 
 def affinity_bound(comp: Compiled) -> BoolArray:
@@ -60,43 +62,47 @@ def evaluate_moves(
 ) -> tuple[BoolArray, FloatArray]:
     """(valid, objective_after) for moving each VM of ``vms`` to each host of ``hosts`` (default all)."""
     c = state.c
-    if hosts is None:
-        hosts = np.arange(len(c.host_ids))
     src = state.vm_host[vms]  # (k,)
     dem = c.vm_demand[vms]  # (k, R)
-    inv = c.inv_cap[hosts]  # (m, R)
-    # Static masks and "not the source".
-    valid = static.masks[static.key_of_vm[vms]][:, hosts].copy()
-    valid &= src[:, None] != hosts[None, :]
+    if hosts is None:
+        inv, cap, alloc, util, sched = c.inv_cap, c.cap, state.alloc, state.util, c.schedulable
+        valid = static.masks[static.key_of_vm[vms]]
+        valid[np.arange(len(vms)), src] = False
+    else:
+        inv, cap, alloc = c.inv_cap[hosts], c.cap[hosts], state.alloc[hosts]
+        util, sched = state.util[hosts], c.schedulable[hosts]
+        valid = static.masks[static.key_of_vm[vms]][:, hosts]
+        valid &= src[:, None] != hosts[None, :]
     # Capacity on hard resources.
-    room = c.cap[hosts] * (1.0 + EPS) + EPS - state.alloc[hosts]  # (m, R)
-    fits = (dem[:, None, :] <= room[None, :, :]) | ~c.hard[None, None, :]
-    valid &= fits.all(axis=2)
+    room = cap * (1.0 + EPS) + EPS - alloc  # (m, R)
+    if c.hard.all():
+        valid &= (dem[:, None, :] <= room[None, :, :]).all(axis=2)
+    else:
+        valid &= ((dem[:, None, :] <= room[None, :, :]) | ~c.hard[None, None, :]).all(axis=2)
     # Anti-affinity: hosts holding another member of one of the VM's groups.
-    pos = {int(h): j for j, h in enumerate(hosts)}
-    for i, v in enumerate(vms):
-        groups = c.vm_anti[int(v)]
-        if groups:
-            for h in state.anti_blocked(groups, int(src[i])):
-                j = pos.get(h)
+    with_groups = np.flatnonzero(static.has_anti[vms])
+    if len(with_groups):
+        pos = None if hosts is None else {int(h): j for j, h in enumerate(hosts)}
+        for i in with_groups:
+            for h in state.anti_blocked(c.vm_anti[int(vms[i])], int(src[i])):
+                j = h if pos is None else pos.get(h)
                 if j is not None:
                     valid[i, j] = False
     # Objective after each move (running sums; schedulable hosts only).
     n = state.n
     if n == 0:
         return valid, np.zeros(valid.shape)
-    s1 = np.broadcast_to(state.s1, dem.shape).copy()
-    s2 = np.broadcast_to(state.s2, dem.shape).copy()
     src_sched = c.schedulable[src][:, None]
     old_src = state.util[src]
     new_src = (state.alloc[src] - dem) * c.inv_cap[src]
-    s1 += np.where(src_sched, new_src - old_src, 0.0)
-    s2 += np.where(src_sched, new_src * new_src - old_src * old_src, 0.0)
-    old_t = state.util[hosts][None, :, :]  # (1, m, R)
-    new_t = old_t + dem[:, None, :] * inv[None, :, :]  # (k, m, R)
-    tgt_sched = c.schedulable[hosts][None, :, None]
-    s1k = s1[:, None, :] + np.where(tgt_sched, new_t - old_t, 0.0)
-    s2k = s2[:, None, :] + np.where(tgt_sched, new_t * new_t - old_t * old_t, 0.0)
+    s1 = state.s1 + np.where(src_sched, new_src - old_src, 0.0)
+    s2 = state.s2 + np.where(src_sched, new_src * new_src - old_src * old_src, 0.0)
+    old_t = util[None, :, :]  # (1, m, R)
+    du = dem[:, None, :] * inv[None, :, :]  # (k, m, R)
+    if not sched.all():
+        du = du * sched[None, :, None]
+    s1k = s1[:, None, :] + du
+    s2k = s2[:, None, :] + du * (2.0 * old_t + du)
     mean = s1k / n
     std = np.sqrt(np.maximum(s2k / n - mean * mean, 0.0))
     after = std @ c.weights
