@@ -50,6 +50,8 @@ def _before() -> None:
     rid = request.headers.get("X-Request-ID", "")
     g.request_id = rid if REQUEST_ID_RE.match(rid) else uuid.uuid4().hex
     context.request_id.set(g.request_id)
+    if "\x00" in request.path:
+        raise BadRequest(Msg("The URL must not contain NUL characters.", "La URL no debe contener caracteres NUL."))
     if request.method in ("POST", "PUT", "PATCH") and request.content_length and not request.is_json:
         raise ProblemError(Msg("Send the body as JSON (Content-Type: application/json).",
                                "Envíe el cuerpo como JSON (Content-Type: application/json)."),
@@ -67,6 +69,11 @@ def _after(resp: Response) -> Response:
     return resp
 
 
+MAX_BODY_BYTES = 1024 * 1024  # no request of the API needs more; larger bodies get 413
+
+
 def register(app: Flask) -> None:
+    if app.config.get("MAX_CONTENT_LENGTH") is None:
+        app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.before_request(_before)
     app.after_request(_after)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, g, json, request
+from flask import Flask, Response, current_app, g, json, request
 from werkzeug.exceptions import HTTPException
 
 from controlplane.errors import PROBLEM_TYPES, ProblemError
@@ -13,8 +13,9 @@ from controlplane.errors import PROBLEM_TYPES, ProblemError
 log = logging.getLogger("confluencia.api")
 MEDIA_TYPE = "application/problem+json"
 HTTP_SLUGS = {400: "malformed-request", 401: "unauthorized", 403: "forbidden", 404: "not-found",
-              405: "method-not-allowed", 409: "conflict", 412: "precondition-failed", 415: "unsupported-media-type",
-              422: "validation-error", 428: "precondition-required", 503: "service-unavailable"}
+              405: "method-not-allowed", 409: "conflict", 412: "precondition-failed", 413: "payload-too-large",
+              415: "unsupported-media-type", 422: "validation-error", 428: "precondition-required",
+              503: "service-unavailable"}
 
 
 def language() -> str:
@@ -45,7 +46,8 @@ def handle_problem(exc: ProblemError) -> Response:
 
 def handle_http(exc: HTTPException) -> Response:
     status = exc.code or 500
-    slug = HTTP_SLUGS.get(status, "internal-error")
+    # a status without a problem type of its own is still a client error (never "Internal error") when 4xx
+    slug = HTTP_SLUGS.get(status, "malformed-request" if status < 500 else "internal-error")
     data = getattr(exc, "data", {}) or {}
     messages = data.get("messages") if isinstance(data, dict) else None
     detail = exc.description or ""
@@ -68,6 +70,10 @@ def handle_http(exc: HTTPException) -> Response:
                       else "Algunos campos no son válidos; vea 'errors'.")
     elif status == 404:
         detail = "No such resource." if language() == "en" else "No existe ese recurso."
+    elif status == 413:
+        limit = current_app.config.get("MAX_CONTENT_LENGTH")
+        detail = (f"The request body is larger than {limit} bytes." if language() == "en"
+                  else f"El cuerpo de la solicitud supera {limit} bytes.")
     elif status == 405:
         detail = (f"{request.method} is not allowed here." if language() == "en"
                   else f"{request.method} no está permitido aquí.")

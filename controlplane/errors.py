@@ -37,6 +37,7 @@ PROBLEM_TYPES: dict[str, tuple[int, Msg]] = {
                                          "Solicitud con esta Idempotency-Key todavía en curso")),
     "precondition-failed": (412, Msg("Precondition failed (ETag mismatch)",
                                      "Falló la precondición (ETag no coincide)")),
+    "payload-too-large": (413, Msg("Request body too large", "Cuerpo de la solicitud demasiado grande")),
     "unsupported-media-type": (415, Msg("Unsupported media type", "Tipo de contenido no admitido")),
     "idempotency-key-reused": (422, Msg("Idempotency-Key reused with a different request",
                                         "Idempotency-Key reutilizada con otra solicitud")),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Mapping
 from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
@@ -30,6 +31,24 @@ def Count(minimum: int = 0, maximum: int = MAX_INT, **kw: Any) -> fields.Integer
     return fields.Integer(strict=True, validate=validate.Range(min=minimum, max=maximum), **kw)
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, Mapping):
+        return any(_has_nul(k) or _has_nul(value[k]) for k in value)
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def refuse_nul(data: Any) -> None:
+    """NUL characters are never valid input (and PostgreSQL cannot even compare them: it raises)."""
+    if isinstance(data, Mapping):
+        bad = {str(k): ["Must not contain NUL characters."] for k in data if _has_nul(k) or _has_nul(data[k])}
+        if bad:
+            raise ValidationError(bad)
+
+
 class StrictSchema(Schema):
     """Unknown fields are an error in the body AND in the query string.
 
@@ -42,6 +61,7 @@ class StrictSchema(Schema):
 
     def load(self, data: Any, *, many: bool | None = None, partial: Any = None,
              unknown: str | None = None) -> Any:
+        refuse_nul(data)
         return super().load(data, many=many, partial=partial, unknown=RAISE)
 
 
