@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from tests.api.test_errors_common import assert_problem, db_state
@@ -124,3 +125,54 @@ def test_replayed_token_creation_neither_mints_nor_stores_the_secret(world: Worl
     assert tok2.get_json() == {k: v for k, v in tok.get_json().items() if k != "token"}
     names = [t["name"] for t in world.admin_a.get("/v1/tokens").get_json()["items"]]
     assert names.count("ci") == 1
+
+
+def test_a_key_still_in_progress_is_409_and_changes_nothing(world: World, app: Any) -> None:
+    """A second request while the first with the same key is running (simulated by claiming the key the way
+    the first request does) must neither run nor wait: 409, and the client retries later."""
+    from api.idempotency import _body_hash
+    from controlplane.services import idempotency
+
+    a = world.admin_a
+    with app.test_request_context("/v1/vms", method="POST", json=VM):
+        body_hash = _body_hash()
+    with app.app_context():
+        record = idempotency.begin(a.user_id, "busy", "POST", "/v1/vms", body_hash)
+        assert isinstance(record, str)
+    before = db_state(app)
+    body = assert_problem(a.post("/v1/vms", json=VM, headers={"Idempotency-Key": "busy"}), 409,
+                          "idempotency-in-progress")
+    assert "retry" in body["detail"]
+    assert db_state(app) == before
+    with app.app_context():
+        idempotency.abandon(record)  # the first request failed: the key is free again
+    r = a.post("/v1/vms", json=VM, headers={"Idempotency-Key": "busy"})
+    assert r.status_code == 202 and "Idempotent-Replayed" not in r.headers
+    a.wait_op(r.get_json()["operation_id"])
+
+
+def test_a_crash_frees_the_key(world: World, app: Any) -> None:
+    from werkzeug.routing import Rule
+
+    from api.idempotency import idempotent
+
+    calls: list[int] = []
+
+    @idempotent
+    def flaky() -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("first attempt crashes")
+        return app.response_class('{"ok": true}', status=201, mimetype="application/json")
+
+    endpoint = f"test_only_flaky_{uuid.uuid4().hex}"
+    app.view_functions[endpoint] = flaky
+    app.url_map.add(Rule(f"/v1/test-only/{endpoint}", endpoint=endpoint, methods=["POST"]))
+    url = f"/v1/test-only/{endpoint}"
+    assert_problem(world.admin_a.post(url, json={}, headers={"Idempotency-Key": "crash"}), 500, "internal-error")
+    assert db_state(app)["idempotency_records"] == []
+    r = world.admin_a.post(url, json={}, headers={"Idempotency-Key": "crash"})
+    assert r.status_code == 201 and "Idempotent-Replayed" not in r.headers
+    r = world.admin_a.post(url, json={}, headers={"Idempotency-Key": "crash"})
+    assert r.status_code == 201 and r.headers["Idempotent-Replayed"] == "true" and r.get_json() == {"ok": True}
+    assert len(calls) == 2
