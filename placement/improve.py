@@ -102,8 +102,10 @@ def improve(
         if swaps:
             _g, a, b, _extra = swaps[0]
             apply_swap(state, a, b)
-            _more_swaps(state, swaps, (a, b), origin, movable, cost, max_moves, max_ram, min_gain)
-            continue
+            if state.objective_fast() < current - IMPROVE_EPS:
+                _more_swaps(state, swaps, (a, b), origin, movable, cost, max_moves, max_ram, min_gain)
+                continue
+            apply_swap(state, a, b)  # rounding fooled the estimate: undo
         if not _swap_one(state, origin, moved, home, static, cost, current, max_ram, ram_left):
             return
 

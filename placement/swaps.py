@@ -40,26 +40,34 @@ def swap_candidates(
     i_idx, j_idx = _pairs(k)
     keep = host[i_idx] != host[j_idx]
     i_idx, j_idx = i_idx[keep], j_idx[keep]
+    # float32 for the pair arithmetic (ranking only; every applied swap is re-checked in float64).
     d = c.vm_demand[vms]
-    inv = c.inv_cap[host]
-    two_u = 2.0 * state.util[host]
+    d32 = d.astype(np.float32)
+    inv = c.inv_cap[host].astype(np.float32)
+    two_u = (2.0 * state.util[host]).astype(np.float32)
     sch = c.schedulable[host]
     # Swap (i, j): host(i) changes by delta = d_j - d_i, host(j) by -delta.
-    delta = d[j_idx] - d[i_idx]
+    delta = d32[j_idx] - d32[i_idx]
     du_i = delta * inv[i_idx]
     du_j = -delta * inv[j_idx]
     if not sch.all():
         du_i *= sch[i_idx][:, None]
         du_j *= sch[j_idx][:, None]
-    s1 = state.s1 + (du_i + du_j)
-    s2 = state.s2 + du_i * (two_u[i_idx] + du_i) + du_j * (two_u[j_idx] + du_j)
-    mean = s1 / state.n
-    after = np.sqrt(np.maximum(s2 / state.n - mean * mean, 0.0)) @ c.weights
-    gain = current - after
-    sel = np.flatnonzero(gain > 1e-9)
+    # Deviations from the current sums, so float32 keeps the precision where it matters.
+    ds1 = du_i + du_j
+    ds2 = du_i * (two_u[i_idx] + du_i) + du_j * (two_u[j_idx] + du_j)
+    n = state.n
+    mean0 = (state.s1 / n).astype(np.float32)
+    var0 = np.maximum(state.s2 / n - (state.s1 / n) ** 2, 0.0)
+    # var' - var0 = ds2/n - (2 mean0 ds1/n + (ds1/n)^2)
+    dvar = ds2 / n - ds1 / n * (2 * mean0 + ds1 / n)
+    after = np.sqrt(np.maximum(var0.astype(np.float32) + dvar, 0.0)) @ c.weights.astype(np.float32)
+    gain = (current - after).astype(np.float64)
+    sel = np.flatnonzero(gain > 1e-7)
     if len(sel) == 0:
         return []
-    i_idx, j_idx, gain, delta = i_idx[sel], j_idx[sel], gain[sel], delta[sel]
+    i_idx, j_idx, gain = i_idx[sel], j_idx[sel], gain[sel]
+    delta = d[j_idx] - d[i_idx]
     hi, hj = host[i_idx], host[j_idx]
     a, b = vms[i_idx], vms[j_idx]
     keys = static.key_of_vm
