@@ -112,6 +112,8 @@ class PreconditionRequired(ProblemError):
 
 def not_found(kind: str, ident: str) -> NotFound:
     """The same answer whether the object does not exist or belongs to another tenant."""
+    if len(ident) > 80:  # never echo a huge id back
+        ident = ident[:77] + "..."
     kinds_es = {"vm": "VM", "host": "host", "tenant": "municipio", "flavor": "flavor",
                 "operation": "operación", "token": "token", "user": "usuario"}
     return NotFound(Msg(f"No {kind} with id {ident!r} was found.",

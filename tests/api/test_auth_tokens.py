@@ -81,8 +81,7 @@ def test_token_lifecycle_secret_once_then_revoked(world: World, app: Any) -> Non
     r = admin.delete(f"/v1/tokens/{created['id']}")
     assert r.status_code == 200 and r.get_json()["revoked_at"]
     assert "token" not in r.get_json()
-    body = _assert_401(new.get("/v1/vms"))
-    assert "revoked" in body["detail"]
+    _assert_401(new.get("/v1/vms"))
     before = db_state(app)
     _assert_401(new.post("/v1/vms", json=GOOD_VM))
     _assert_401(new.post("/v1/tokens", json={"name": "sneaky"}))
@@ -100,8 +99,7 @@ def test_expired_token_is_401_and_future_expiry_works(world: World, app: Any) ->
     assert new.get("/v1/vms").status_code == 200
     _expire(app, created["id"])
     before = db_state(app)
-    body = _assert_401(new.get("/v1/vms"))
-    assert "expired" in body["detail"]
+    _assert_401(new.get("/v1/vms"))
     _assert_401(new.post("/v1/vms", json=GOOD_VM))
     assert db_state(app) == before
 

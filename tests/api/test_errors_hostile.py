@@ -75,4 +75,4 @@ def test_oversized_body_is_413(world: World, app: Any) -> None:
 def test_absurd_ids_are_plain_404(world: World) -> None:
     for vm_id in ("x" * 10_000, "' OR 1=1 --", "../../etc/passwd", "%2F", "\u00e9\u00e8"):
         body = assert_problem(world.admin_a.get(f"/v1/vms/{vm_id}"), 404, "not-found")
-        assert len(body["detail"]) < 12_000
+        assert len(body["detail"]) < 200
