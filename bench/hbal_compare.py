@@ -134,25 +134,50 @@ HEADER = (
 
 
 def fmt(r: Row) -> str:
-    ok = r.our_sigma < r.hbal_sigma and r.hbal_score_ours < r.hbal_score_hbal and r.our_s * 10 <= r.hbal_s
+    better = r.our_sigma < r.hbal_sigma - 1e-9 and r.hbal_score_ours < r.hbal_score_hbal - 1e-9
+    ok = better and r.our_s * 10 <= r.hbal_s
     return (
         f"{r.case:<26} {r.hbal_moves:>7} {r.hbal_gib:>6.0f} {r.hbal_sigma:>8.4f} {r.our_moves:>6} "
         f"{r.our_gib:>6.0f} {r.our_sigma:>8.4f} {r.hbal_score_hbal:>10.5f} {r.hbal_score_ours:>10.5f} "
         f"{r.lb_gib:>7.0f} {r.our_gib / max(r.lb_gib, 1e-9):>7.2f} {r.hbal_s:>7.2f} {r.our_s:>7.3f} "
-        f"{r.hbal_s / max(r.our_s, 1e-9):>5.0f} {'yes' if ok else 'NO'}"
+        f"{r.hbal_s / max(r.our_s, 1e-9):>5.0f} {'yes' if ok else ('better, slow' if better else 'NO')}"
     )
 
 
-def main(sizes: list[tuple[int, int]] | None = None, seeds: tuple[int, ...] = (1, 2, 3)) -> None:
+def run_cases(cases: list[tuple[int, int, int, bool, int | None]]) -> list[Row]:
+    rows = []
+    print(HEADER, flush=True)
+    for n_hosts, n_vms, seed, mixed, limit in cases:
+        row = compare(n_hosts, n_vms, seed, mixed, limit)
+        rows.append(row)
+        print(fmt(row), flush=True)
+    return rows
+
+
+def side_by_side(quick: bool = False) -> list[Row]:
+    """20x200 and 50x600, homogeneous and mixed, several seeds; 100x1000 against ``hbal -l 25``."""
+    seeds = (1, 2) if quick else (1, 2, 3)
+    cases: list[tuple[int, int, int, bool, int | None]] = []
+    for size in [(20, 200)] + ([] if quick else [(50, 600)]):
+        cases += [(*size, seed, mixed, None) for mixed in (False, True) for seed in seeds]
+    if not quick:
+        cases += [(100, 1000, seed, mixed, 25) for mixed in (False, True) for seed in (1,)]
+    return run_cases(cases)
+
+
+def budget_curve(sizes: tuple[tuple[int, int], ...] = ((20, 200), (50, 600))) -> list[Row]:
+    """Our summed stdev after k moves against ``hbal -l k`` (same k, hbal's RAM as our RAM budget)."""
+    cases = [(n, v, 1, mixed, k) for n, v in sizes for mixed in (False, True) for k in (5, 10, 20, 40)]
+    return run_cases(cases)
+
+
+def main() -> None:
     if not have_hbal():
         print("hbal not found: run bench/deps.sh (Debian package ganeti-htools)")
         return
-    print(HEADER)
-    for n_hosts, n_vms in sizes or [(20, 200), (50, 600)]:
-        for mixed in (False, True):
-            for seed in seeds:
-                print(fmt(compare(n_hosts, n_vms, seed, mixed)), flush=True)
+    side_by_side()
+    budget_curve()
 
 
 if __name__ == "__main__":
-    main([(20, 200)], (1, 2))
+    main()

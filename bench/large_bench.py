@@ -31,10 +31,14 @@ def main(max_moves: int = 500) -> None:
     wall = time.perf_counter() - t0
     peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     r = json.loads(out)
-    print(f"{'cluster':<16} {'budget':>10} {'compile s':>9} {'plan s':>7} {'moves':>6} {'waves':>6} "
-          f"{'GiB':>6} {'objective':>17} {'peak RSS MiB':>12} {'child wall s':>12}")
-    print(f"{'1000x20000':<16} {max_moves:>6} mv {r['compile_s']:>9.2f} {r['plan_s']:>7.2f} {r['moves']:>6} "
-          f"{r['waves']:>6} {r['gib']:>6.0f} {r['before']:>8.4f}->{r['after']:.4f} {peak_mib:>12.0f} {wall:>12.1f}")
+    print(
+        f"{'cluster':<16} {'budget':>10} {'compile s':>9} {'plan s':>7} {'moves':>6} {'waves':>6} "
+        f"{'GiB':>6} {'objective':>17} {'peak RSS MiB':>12} {'child wall s':>12}"
+    )
+    print(
+        f"{'1000x20000':<16} {max_moves:>6} mv {r['compile_s']:>9.2f} {r['plan_s']:>7.2f} {r['moves']:>6} "
+        f"{r['waves']:>6} {r['gib']:>6.0f} {r['before']:>8.4f}->{r['after']:.4f} {peak_mib:>12.0f} {wall:>12.1f}"
+    )
 
 
 if __name__ == "__main__":

@@ -23,8 +23,13 @@ def cluster(n_hosts: int, vms_per_host: int, seed: int = 0) -> ClusterSnapshot:
         if anti and any(v.host == f"h{h}" and v.anti_affinity == anti for v in vms[-5000:]):
             anti = frozenset()
         vms.append(
-            VMSnapshot(id=f"v{i}", host=f"h{h}", demand=(float(rng.choice([1, 2, 4])), 2048.0, 20.0),
-                       tenant=f"t{i % 7}", anti_affinity=anti)
+            VMSnapshot(
+                id=f"v{i}",
+                host=f"h{h}",
+                demand=(float(rng.choice([1, 2, 4])), 2048.0, 20.0),
+                tenant=f"t{i % 7}",
+                anti_affinity=anti,
+            )
         )
     return ClusterSnapshot(hosts=hosts, vms=vms)
 
