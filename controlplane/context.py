@@ -30,3 +30,6 @@ class Principal:
 SYSTEM = Principal(user_id=None, username="system", role="system")
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+
+# set by the Celery task wrapper: which delivery is doing the work (see Operation.worker_id)
+worker_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("worker_id", default=None)

@@ -36,6 +36,10 @@ class Operation(db.Model):  # type: ignore[name-defined]
     request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"), nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # the delivery (Celery task id) working on it, and until when: a duplicate delivery waits instead of
+    # building the same VM twice; a redelivery after a worker died (same task id) takes over at once
+    worker_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created_at: Mapped[datetime] = created_column()
     updated_at: Mapped[datetime] = updated_column()
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -8,11 +8,12 @@ backoff; ``give_up`` is called once retries are exhausted.
 from __future__ import annotations
 
 import logging
+from datetime import UTC, timedelta
 
 from sqlalchemy import select
 
 from agents import DomainState, DriverError, HypervisorDriver, VMSpec, open_driver
-from controlplane import audit
+from controlplane import audit, context
 from controlplane.app import settings
 from controlplane.context import SYSTEM
 from controlplane.db import db
@@ -27,8 +28,19 @@ from controlplane.state_machine import transition
 log = logging.getLogger("confluencia.lifecycle")
 
 
+LEASE = timedelta(minutes=15)
+
+
 class Finished(Exception):
     """The operation is already over (redelivery of a finished task, or cancelled)."""
+
+
+class Busy(Exception):
+    """Another delivery of the same operation holds its lease; try again in ``retry_in`` seconds."""
+
+    def __init__(self, retry_in: float) -> None:
+        super().__init__(f"operation busy, retry in {retry_in:.0f}s")
+        self.retry_in = retry_in
 
 
 def driver_for(host: Host) -> HypervisorDriver:
@@ -49,12 +61,27 @@ def load_op(op_id: str) -> tuple[Operation, VM]:
 
 
 def start_op(op: Operation) -> None:
+    """Take the operation's lease for this delivery, or raise :class:`Busy` while another one holds it."""
+    me, now = context.worker_id.get() or "inline", utcnow()
+    expires = op.lease_expires_at
+    if expires is not None and expires.tzinfo is None:
+        expires = expires.replace(tzinfo=UTC)
+    if op.worker_id not in (None, me) and expires is not None and expires > now:
+        raise Busy(min((expires - now).total_seconds(), 10.0))
+    op.worker_id, op.lease_expires_at = me, now + LEASE
     op.status = OpStatus.RUNNING.value
     op.attempts += 1
     op.started_at = op.started_at or utcnow()
 
 
+def release(op: Operation) -> None:
+    """Give the operation back: the next delivery (retry, new host, restarted worker) may take it."""
+    op.status = OpStatus.PENDING.value
+    op.worker_id = op.lease_expires_at = None
+
+
 def finish_op(op: Operation, ok: bool, error: str | None = None) -> None:
+    op.lease_expires_at = None
     op.status = (OpStatus.SUCCEEDED if ok else OpStatus.FAILED).value
     op.progress = 100 if ok else op.progress
     op.error = error
@@ -132,6 +159,7 @@ def reschedule(op_id: str, failed_host_id: str, reason: str, max_attempts: int) 
                 check_quota(vm.tenant, vm.vcpus, vm.ram_mib, vm.disk_gib)
                 new_host = choose_and_claim(vm, exclude=vm.failed_host_ids)
                 transition(vm, VMState.PENDING, f"rescheduled after: {reason}")
+                release(op)
                 audit.record(SYSTEM, "vm.reschedule", "vm", vm.id, tenant_id=vm.tenant_id, before=before,
                              after=vm_view(vm) | {"host_name": new_host.name})
                 return True

@@ -34,9 +34,12 @@ class EmbeddedWorker:
         self.thread.start()
         if resend_unfinished:
             with self.app.app_context():
-                ops = db.session.execute(select(Operation.id, Operation.kind).where(
-                    Operation.status.in_([OpStatus.PENDING.value, OpStatus.RUNNING.value]))).all()
-                db.session.rollback()
+                unfinished = list(db.session.execute(select(Operation).where(
+                    Operation.status.in_([OpStatus.PENDING.value, OpStatus.RUNNING.value]))).scalars())
+                for op in unfinished:  # their worker died with the previous process: free their leases
+                    op.worker_id = op.lease_expires_at = None
+                ops = [(op.id, op.kind) for op in unfinished]
+                db.session.commit()
             for op_id, kind in ops:
                 dispatch(kind, op_id)
             if ops:

@@ -8,12 +8,14 @@ from typing import Any
 from celery.exceptions import Retry
 
 from agents import DriverError
+from controlplane import context
 from controlplane.app import settings
 from controlplane.services import lifecycle, migrations, reconcile
 from controlplane.services.operations import stale_operations
 from controlplane.tasks.celery_app import celery_app, flask_app
 
 MAX_RETRIES = 3
+BUSY_RETRIES = 200  # a lease lasts at most 15 minutes; a retry comes at most every 10 s
 
 
 def _backoff(retries: int) -> float:
@@ -28,8 +30,13 @@ def _run(task: Any, op_id: str, fn: Any, *args: Any, reschedule: bool = False,
 
 def _run_in_context(task: Any, op_id: str, fn: Any, *args: Any, reschedule: bool,
                     give_up: Callable[[str, str], None] | None) -> None:
+    token = context.worker_id.set(task.request.id)
     try:
         fn(op_id, *args)
+    except lifecycle.Finished:
+        return  # another delivery finished it first
+    except lifecycle.Busy as busy:  # a duplicate delivery: wait for the one holding the lease
+        raise task.retry(countdown=busy.retry_in, max_retries=BUSY_RETRIES) from busy
     except DriverError as exc:
         if not exc.transient:
             lifecycle.fail_unexpected(op_id, exc)
@@ -46,6 +53,8 @@ def _run_in_context(task: Any, op_id: str, fn: Any, *args: Any, reschedule: bool
     except Exception as exc:  # a bug or a lost database: never leave the operation "running" forever
         lifecycle.fail_unexpected(op_id, exc)
         raise
+    finally:
+        context.worker_id.reset(token)
 
 
 @celery_app.task(bind=True, name="confluencia.vm.create", max_retries=MAX_RETRIES)

@@ -1,0 +1,156 @@
+"""A whole Confluencia deployment in processes: ``confluencia serve`` (API) and a Celery worker
+(``celery -A controlplane.worker worker``) sharing a real database and a Redis broker.
+
+The tests talk to it over HTTP only, like a municipality or an operator would.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def fresh_database(tmp: Path) -> Iterator[str]:
+    base = os.environ.get("TEST_DATABASE_URL")
+    if not base:
+        yield f"sqlite:///{tmp / 'e2e.sqlite3'}"
+        return
+    url = make_url(base)
+    name = f"confluencia_e2e_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any
+    headers: dict[str, str]
+
+
+@dataclass
+class Stack:
+    base: str
+    env: dict[str, str]
+    logs: Path
+    operator_token: str = ""
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def call(self, method: str, path: str, token: str | None = None, json: Any = None,
+             headers: dict[str, str] | None = None) -> Reply:
+        hdrs = {"Authorization": f"Bearer {token or self.operator_token}", **(headers or {})}
+        r = requests.request(method, self.base + path, json=json, headers=hdrs, timeout=30)
+        body = r.json() if r.content and "json" in r.headers.get("Content-Type", "") else r.text
+        return Reply(r.status_code, body, dict(r.headers))
+
+    def ok(self, method: str, path: str, token: str | None = None, json: Any = None) -> Any:
+        reply = self.call(method, path, token, json)
+        assert 200 <= reply.status < 300, (method, path, reply.status, reply.body)
+        return reply.body
+
+    def wait_op(self, op_id: str, token: str | None = None, timeout: float = 120.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            op = self.ok("GET", f"/v1/operations/{op_id}", token)
+            if op["status"] in ("succeeded", "failed"):
+                return op  # type: ignore[no-any-return]
+            if time.monotonic() > deadline:
+                raise AssertionError(f"operation {op_id} still {op['status']} after {timeout}s; logs in {self.logs}")
+            time.sleep(0.1)
+
+    def log_tail(self, name: str, lines: int = 40) -> str:
+        path = self.logs / f"{name}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+
+def _run(args: list[str], env: dict[str, str]) -> str:
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, f"{args} failed: {done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+@contextmanager
+def running_stack(tmp: Path, broker_url: str, extra_env: dict[str, str] | None = None) -> Iterator[Stack]:
+    """Start API + worker on a fresh database; stop both and drop the database afterwards."""
+    import redis
+
+    redis.Redis.from_url(broker_url).flushdb()  # no task of an earlier run may reach this worker
+    with fresh_database(tmp) as db_url:
+        port = free_port()
+        env = {**os.environ, "DATABASE_URL": db_url, "CELERY_BROKER_URL": broker_url,
+               "CONFLUENCIA_EMBEDDED_WORKER": "0", "CONFLUENCIA_BIND": f"127.0.0.1:{port}",
+               "CONFLUENCIA_SECRET_KEY": "e2e", "PYTHONUNBUFFERED": "1", **(extra_env or {})}
+        stack = Stack(base=f"http://127.0.0.1:{port}", env=env, logs=tmp)
+        _run([str(BIN / "confluencia"), "db", "upgrade"], env)
+        stack.operator_token = _run([str(BIN / "confluencia"), "bootstrap-operator"], env).strip().splitlines()[-1]
+        commands = {
+            "api": [str(BIN / "confluencia"), "serve"],
+            "worker": [str(BIN / "celery"), "-A", "controlplane.worker", "worker", "--pool", "threads",
+                       "--concurrency", "4", "--loglevel", "INFO", "--without-heartbeat", "--without-mingle",
+                       "--without-gossip", "--hostname", f"e2e-{port}@%h"],
+        }
+        try:
+            for name, cmd in commands.items():
+                out = (tmp / f"{name}.log").open("wb")
+                stack.procs[name] = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+            deadline = time.monotonic() + 60
+            while True:
+                with suppress(requests.ConnectionError):
+                    if requests.get(stack.base + "/healthz", timeout=2).status_code == 200:
+                        break
+                assert stack.procs["api"].poll() is None, stack.log_tail("api")
+                assert time.monotonic() < deadline, "API did not answer: " + stack.log_tail("api")
+                time.sleep(0.1)
+            yield stack
+        finally:
+            for proc in stack.procs.values():
+                proc.terminate()
+            for proc in stack.procs.values():
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+def setup_tenant(stack: Stack, hosts: list[dict[str, Any]], flavor: dict[str, Any]) -> dict[str, str]:
+    """Register hosts and a flavor, create a municipality with an admin; returns names -> ids/tokens."""
+    ids: dict[str, str] = {}
+    for h in hosts:
+        ids[h["name"]] = stack.ok("POST", "/v1/hosts", json=h)["id"]
+    stack.ok("POST", "/v1/flavors", json=flavor)
+    tenant = stack.ok("POST", "/v1/tenants", json={"slug": "e2e", "name": "Municipio E2E", "quota_vcpus": 64,
+                                                   "quota_ram_mib": 65536, "quota_disk_gib": 1000, "quota_vms": 30})
+    user = stack.ok("POST", "/v1/users", json={"username": "admin@e2e", "role": "admin", "tenant_id": tenant["id"]})
+    ids["tenant"] = tenant["id"]
+    ids["token"] = stack.ok("POST", "/v1/tokens", json={"user_id": user["id"], "name": "e2e"})["token"]
+    return ids

@@ -1,0 +1,134 @@
+"""Issue 4 faults through the whole stack (API, Celery worker on Redis, real libvirt daemons).
+
+Host 3 of the lab is the one whose daemon these tests kill; every test restarts it before it ends.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from celery import Celery
+
+from tests.e2e.stack import Stack, running_stack, setup_tenant
+from tests.e2e.test_libvirt_e2e import _virsh_inventory
+
+pytestmark = pytest.mark.libvirt
+
+
+@pytest.fixture(scope="module")
+def lab(request: pytest.FixtureRequest) -> Any:
+    from tests.lab.session import lab_for
+
+    return lab_for(request.config)
+
+
+@pytest.fixture(scope="module")
+def env(lab: Any, broker_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, dict]]:
+    from tests.lab.session import driver_options, host
+
+    hosts = [host(lab, i) for i in (1, 2, 3)]
+    with running_stack(tmp_path_factory.mktemp("e2e-faults"), broker_url) as stack:
+        ids = setup_tenant(stack, [
+            # hv3 is the largest: on an empty cluster placement chooses it first
+            {"name": h.name, "driver": "libvirt", "uri": h.uri, "options": driver_options(h), "vcpus": 4,
+             "ram_mib": 1024 if i == 2 else 512, "disk_gib": 20, "cpu_ratio": 1.0} for i, h in enumerate(hosts)
+        ], {"name": "lab.tiny", "vcpus": 1, "ram_mib": 32, "disk_gib": 1})
+        yield stack, {**ids, "uris": {h.name: h.uri for h in hosts}, "names": [h.name for h in hosts]}
+
+
+def _running_on(ctx: dict, vm_id: str) -> list[str]:
+    return [n for n in ctx["names"] if _virsh_inventory(ctx["uris"][n]).get(vm_id) == "running"]
+
+
+def _active_vm(stack: Stack, ctx: dict, name: str) -> dict[str, Any]:
+    item = stack.ok("POST", "/v1/vms", ctx["token"], {"name": name, "flavor": "lab.tiny"})
+    assert stack.wait_op(item["operation_id"], ctx["token"])["status"] == "succeeded", stack.log_tail("worker")
+    return stack.ok("GET", f"/v1/vms/{item['vm']['id']}", ctx["token"])  # type: ignore[no-any-return]
+
+
+def test_invalid_host_uri_is_refused_and_nothing_saved(env: tuple[Stack, dict]) -> None:
+    stack, _ = env
+    before = stack.ok("GET", "/v1/hosts")["total"]
+    for uri in ("qemu+ssh://", "http://example.org/system", "qemu:///nowhere", "not a uri"):
+        reply = stack.call("POST", "/v1/hosts", json={"name": "bad", "driver": "libvirt", "uri": uri, "vcpus": 4,
+                                                      "ram_mib": 1024, "disk_gib": 10})
+        assert reply.status == 422 and reply.body["type"] == "/problems/validation-error", (uri, reply.body)
+        assert "uri" in reply.body["errors"]
+    assert stack.ok("GET", "/v1/hosts")["total"] == before
+
+
+def test_host_down_at_create_retries_then_reschedules(env: tuple[Stack, dict], lab: Any) -> None:
+    stack, ctx = env
+    hv3 = ctx["names"][2]
+    lab.kill_host(hv3)
+    try:
+        item = stack.ok("POST", "/v1/vms", ctx["token"], {"name": "while-down", "flavor": "lab.tiny"})
+        assert item["vm"]["host_id"] == ctx[hv3]  # placement chose the (dead) largest host
+        op = stack.wait_op(item["operation_id"], ctx["token"])
+        assert op["status"] == "succeeded", (op, stack.log_tail("worker"))
+        vm = stack.ok("GET", f"/v1/vms/{item['vm']['id']}", ctx["token"])
+        assert vm["state"] == "ACTIVE" and vm["host_id"] != ctx[hv3]
+        actions = [e["action"] for e in stack.ok("GET", f"/v1/audit?target_id={vm['id']}")["items"]]
+        assert "vm.reschedule" in actions
+    finally:
+        lab.restart_host(hv3)
+    assert _running_on(ctx, vm["id"]) == [next(n for n in ctx["names"] if ctx[n] == vm["host_id"])]
+    assert vm["id"] not in _virsh_inventory(ctx["uris"][hv3])  # never duplicated on the dead host
+
+
+def test_unreachable_migration_target_leaves_the_vm_where_it_runs(env: tuple[Stack, dict], lab: Any) -> None:
+    stack, ctx = env
+    vm = _active_vm(stack, ctx, "stay")
+    hv3 = ctx["names"][2]
+    source = next(n for n in ctx["names"] if ctx[n] == vm["host_id"])
+    target = hv3 if source != hv3 else ctx["names"][0]
+    lab.kill_host(target)
+    try:
+        op = stack.wait_op(stack.ok("POST", f"/v1/vms/{vm['id']}/migrate", json={"host": target})["id"])
+    finally:
+        lab.restart_host(target)
+    assert op["status"] == "failed" and "ConnectionFailed" in op["error"], op
+    after = stack.ok("GET", f"/v1/vms/{vm['id']}", ctx["token"])
+    assert after["state"] == "ACTIVE" and after["host_id"] == ctx[source]
+    assert _running_on(ctx, vm["id"]) == [source]
+
+
+def test_daemon_killed_during_migration_the_record_says_where_the_vm_is(env: tuple[Stack, dict], lab: Any) -> None:
+    stack, ctx = env
+    hv3 = ctx["names"][2]
+    vm = _active_vm(stack, ctx, "moving")
+    source = next(n for n in ctx["names"] if ctx[n] == vm["host_id"])
+    target = hv3 if source != hv3 else ctx["names"][0]
+    op_id = stack.ok("POST", f"/v1/vms/{vm['id']}/migrate", json={"host": target})["id"]
+    deadline = time.monotonic() + 30
+    while stack.ok("GET", f"/v1/operations/{op_id}")["status"] == "pending" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    lab.kill_host(target)  # the copy of the guest is under way (or has just finished)
+    try:
+        op = stack.wait_op(op_id)
+    finally:
+        lab.restart_host(target)
+    after = stack.ok("GET", f"/v1/vms/{vm['id']}", ctx["token"])
+    recorded = next(n for n in ctx["names"] if ctx[n] == after["host_id"])
+    assert after["state"] in ("ACTIVE", "ERROR"), (op, after)
+    running = _running_on(ctx, vm["id"])
+    assert running == [recorded], f"running on {running}, recorded on {recorded}; op {op}"
+
+
+def test_duplicate_create_delivery_builds_one_domain(env: tuple[Stack, dict], broker_url: str) -> None:
+    stack, ctx = env
+    item = stack.ok("POST", "/v1/vms", ctx["token"], {"name": "twice", "flavor": "lab.tiny"})
+    sender = Celery("e2e-sender", broker=broker_url)
+    sender.send_task("confluencia.vm.create", args=[item["operation_id"]])  # the broker redelivers it
+    op = stack.wait_op(item["operation_id"], ctx["token"])
+    assert op["status"] == "succeeded"
+    time_limit = time.monotonic() + 30  # the second delivery must also have finished: nothing left queued
+    while stack.ok("GET", f"/v1/vms/{item['vm']['id']}", ctx["token"])["state"] != "ACTIVE":
+        assert time.monotonic() < time_limit
+        time.sleep(0.05)
+    assert len(_running_on(ctx, item["vm"]["id"])) == 1
+    everywhere = [n for n in ctx["names"] if item["vm"]["id"] in _virsh_inventory(ctx["uris"][n])]
+    assert len(everywhere) == 1
