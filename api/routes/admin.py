@@ -80,6 +80,7 @@ def get_host(host_id: str) -> Response:
 @hosts_bp.response(200, s.Host)
 def update_host(args: dict[str, Any], host_id: str) -> Response:
     """Change a host (needs `If-Match`). `{"state": "maintenance"}` stops new placements on it."""
+    tenants.require_operator(principal())  # 403 before 428 for non-operators
     h = hosts.update_host(principal(), host_id, args, if_match(required=True))
     return _with_etag(_host_body(h), h.version)
 
@@ -121,6 +122,7 @@ def get_tenant(tenant_id: str) -> Response:
 @tenants_bp.response(200, s.Tenant)
 def update_tenant(args: dict[str, Any], tenant_id: str) -> Response:
     """Change name or quotas (needs `If-Match`). Lowering a quota below use keeps existing VMs."""
+    tenants.require_operator(principal())
     t = tenants.update_tenant(principal(), tenant_id, args, if_match(required=True))
     return _with_etag(s.Tenant().dump(t), t.version)
 

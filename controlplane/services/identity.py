@@ -31,7 +31,8 @@ def _aware(dt: datetime | None) -> datetime | None:
 
 
 def authenticate(token: str | None) -> Principal:
-    """The principal behind a bearer token; the same vague error for unknown, expired and revoked."""
+    """The principal behind a bearer token. Unknown, revoked and expired tokens all get 401; the detail
+    says which, so that a municipality knows whether to ask for a new token."""
     if not token:
         raise Unauthorized(Msg("Send an API token: 'Authorization: Bearer <token>'.",
                                "Envíe un token de API: 'Authorization: Bearer <token>'."))

@@ -32,6 +32,32 @@ class Demand:
         return (float(self.vcpus), float(self.ram_mib), float(self.disk_gib))
 
 
+# placement's reasons (English, as the library reports them) -> what a municipal user reads
+REASONS: dict[str, Msg] = {
+    "not enough vCPU": Msg("not enough vCPU", "vCPU insuficientes"),
+    "not enough RAM": Msg("not enough RAM", "RAM insuficiente"),
+    "not enough disk": Msg("not enough disk", "disco insuficiente"),
+    "in maintenance": Msg("in maintenance", "en mantenimiento"),
+    "disabled": Msg("disabled", "deshabilitado"),
+    "down": Msg("down", "fuera de servicio"),
+    "excluded by request": Msg("a build already failed there", "ya falló una construcción allí"),
+    "anti-affinity conflict": Msg("anti-affinity conflict (a VM of the same group is there)",
+                                  "conflicto de antiafinidad (ya hay una VM del mismo grupo)"),
+    "tenant not allowed": Msg("reserved for other municipalities", "reservado para otros municipios"),
+    "outside the VM's zones": Msg("outside the allowed zones", "fuera de las zonas permitidas"),
+}
+
+
+def explain(rejections: dict[str, int]) -> Msg:
+    """``"2 hosts: not enough RAM; 1 host: in maintenance"`` in both languages, largest count first."""
+    if not rejections:
+        return Msg("there are no hosts", "no hay hosts")
+    parts = sorted(rejections.items(), key=lambda kv: (-kv[1], kv[0]))
+    en = "; ".join(f"{n} host{'s' if n != 1 else ''}: {REASONS.get(r, Msg(r, r)).en}" for r, n in parts)
+    es = "; ".join(f"{n} host{'s' if n != 1 else ''}: {REASONS.get(r, Msg(r, r)).es}" for r, n in parts)
+    return Msg(en, es)
+
+
 def group_key(tenant_id: str, group: str | None) -> frozenset[str]:
     """Anti-affinity groups are per tenant: two municipalities may use the same group name."""
     return frozenset() if not group else frozenset({f"{tenant_id}/{group}"})
@@ -85,11 +111,12 @@ def choose_and_claim(vm: VM, exclude: set[str] | None = None) -> Host:
             exclude_hosts=frozenset(excluded))
         result = place(snapshot, request)
         if not result.ok:
+            why = explain(result.rejections)
             raise InsufficientCapacity(
                 Msg(f"No host can take a VM of {vm.vcpus} vCPU, {vm.ram_mib} MiB RAM, {vm.disk_gib} GiB disk: "
-                    f"{result.explain()}.",
+                    f"{why.en}.",
                     f"Ningún host puede alojar una VM de {vm.vcpus} vCPU, {vm.ram_mib} MiB de RAM y "
-                    f"{vm.disk_gib} GiB de disco: {result.explain()}."),
+                    f"{vm.disk_gib} GiB de disco: {why.es}."),
                 reasons=dict(result.rejections))
         host_id = result.assignments[vm.id]
         host = db.session.execute(select(Host).where(Host.id == host_id).with_for_update()).scalar_one()
