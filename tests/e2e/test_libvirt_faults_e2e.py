@@ -5,8 +5,11 @@ Host 3 of the lab is the one whose daemon these tests kill; every test restarts 
 
 from __future__ import annotations
 
+import subprocess
 import time
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -132,3 +135,45 @@ def test_duplicate_create_delivery_builds_one_domain(env: tuple[Stack, dict], br
     assert len(_running_on(ctx, item["vm"]["id"])) == 1
     everywhere = [n for n in ctx["names"] if item["vm"]["id"] in _virsh_inventory(ctx["uris"][n])]
     assert len(everywhere) == 1
+
+
+def test_reconcile_finds_and_fixes_drift_made_by_hand_through_libvirt(env: tuple[Stack, dict], lab: Any) -> None:
+    from agents.libvirt_driver import LibvirtDriver
+
+    stack, ctx = env
+    stopped, moved, vanished = (_active_vm(stack, ctx, n) for n in ("drift-stop", "drift-move", "drift-gone"))
+    name_of = {ctx[n]: n for n in ctx["names"]}
+
+    def virsh(host: str, *args: str) -> None:
+        subprocess.run(["virsh", "-c", ctx["uris"][host], *args], check=True, capture_output=True, timeout=60)
+
+    virsh(name_of[stopped["host_id"]], "destroy", stopped["id"])  # powered off behind our back
+    src = name_of[moved["host_id"]]
+    dst = next(n for n in ctx["names"] if n != src)
+    from tests.lab.session import driver_options
+
+    opts = {h.name: driver_options(h) for h in lab.hosts()}
+    LibvirtDriver(ctx["uris"][src], **opts[src]).migrate(moved["id"], LibvirtDriver(ctx["uris"][dst], **opts[dst]))
+    gone_host = name_of[vanished["host_id"]]
+    virsh(gone_host, "destroy", vanished["id"])
+    virsh(gone_host, "undefine", vanished["id"])
+    foreign = f"legacy-{uuid.uuid4().hex[:6]}"
+    xml = (f"<domain type='qemu'><name>{foreign}</name><memory unit='MiB'>32</memory><vcpu>1</vcpu>"
+           "<os><type arch='x86_64'>hvm</type><boot dev='network'/></os></domain>")
+    defined = Path(stack.logs) / "foreign.xml"
+    defined.write_text(xml)
+    virsh(ctx["names"][0], "define", str(defined))
+    try:
+        report = stack.ok("POST", "/v1/reconcile")
+        assert {"vm": moved["id"], "from": src, "to": dst} in report["moved"]
+        assert {"vm": stopped["id"], "from": "ACTIVE", "to": "STOPPED"} in report["state_fixed"]
+        assert {"vm": vanished["id"], "host": gone_host} in report["missing"]
+        assert {"host": ctx["names"][0], "domain": foreign} in report["unknown_domains"]
+        assert stack.ok("GET", f"/v1/vms/{moved['id']}", ctx["token"])["host_id"] == ctx[dst]
+        assert stack.ok("GET", f"/v1/vms/{stopped['id']}", ctx["token"])["state"] == "STOPPED"
+        assert stack.ok("GET", f"/v1/vms/{vanished['id']}", ctx["token"])["state"] == "ERROR"
+        again = stack.ok("POST", "/v1/reconcile?dry_run=true")
+        assert again["moved"] == again["state_fixed"] == again["missing"] == []
+        assert _running_on(ctx, moved["id"]) == [dst]  # the record now says where the guest runs
+    finally:
+        virsh(ctx["names"][0], "undefine", foreign)
