@@ -22,7 +22,10 @@ from placement.state import BoolArray, Compiled, State
 
 #: Above this many (VM x host) pairs per step, sources are limited to the hottest hosts.
 FULL_EVAL_LIMIT = 400_000
-DEFAULT_ALPHAS: tuple[float, ...] = (0.0, 0.15, 0.4, 1.0)
+DEFAULT_ALPHAS: tuple[float, ...] = (0.0, 0.1, 0.15, 0.25, 0.4, 0.6, 1.0, 2.0)
+#: Small clusters (VMs x hosts below SMALL) are planned in a few ms per run: fewer runs keep it fast.
+SMALL = 6_000
+SMALL_ALPHAS: tuple[float, ...] = (0.0, 0.2, 0.8)
 #: Large clusters: targets are the COLD_PER_RESOURCE least utilised hosts per resource; sources are
 #: scanned hottest first, at most MAX_CHUNKS chunks per step.
 COLD_PER_RESOURCE = 40
@@ -30,7 +33,7 @@ MAX_CHUNKS = 8
 #: Swap search: VMs in the pool (pairs grow quadratically) and how many phase-1 results get it.
 SWAP_POOL = 260
 SWAP_POOL_BIG = 200
-SWAP_RUNS = 4
+SWAP_RUNS = 8
 
 
 def ram_lower_bound_mib(comp: Compiled, mask: BoolArray | None = None) -> float:
@@ -123,7 +126,7 @@ def _greedy(
 def plan_rebalance(
     snapshot: ClusterSnapshot,
     budget: Budget | None = None,
-    alphas: tuple[float, ...] = DEFAULT_ALPHAS,
+    alphas: tuple[float, ...] | None = None,
 ) -> Plan:
     """An ordered plan of moves within ``budget`` that lowers ``sum_r w_r * stdev_r``.
 
@@ -150,9 +153,12 @@ def plan_rebalance(
     big = len(comp.vm_ids) * len(comp.host_ids) > FULL_EVAL_LIMIT
     steps = min(4 * max_moves + 50, 60 if big else 3000)
     limit = max(1, FULL_EVAL_LIMIT // max(len(comp.host_ids), 1))
-    # Phase 1: greedy + cheap local search for each cost penalty. Phase 2: swaps on the two best.
+    # Phase 1: greedy + cheap local search for each cost penalty. Phase 2: swaps on the best runs.
+    if alphas is None:
+        pairs = len(comp.vm_ids) * len(comp.host_ids)
+        alphas = (0.0,) if big else SMALL_ALPHAS if pairs <= SMALL else DEFAULT_ALPHAS
     runs: list[State] = []
-    for alpha in (alphas or (0.0,))[: 1 if big else None]:
+    for alpha in alphas or (0.0,):
         lam = alpha * base / lb if lb > 0 else 0.0
         state = _greedy(comp, budget, static, movable, lam, min_gain)
         improve(state, comp.vm_host, movable, static, cost, max_moves, max_ram, steps, limit, min_gain)

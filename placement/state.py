@@ -155,6 +155,22 @@ class State:
         self.s1: FloatArray = self.util[mask].sum(axis=0)
         self.s2: FloatArray = (self.util[mask] ** 2).sum(axis=0)
 
+    def clone(self) -> State:
+        """An independent copy (group rows stay shared copy-on-write)."""
+        other = State.__new__(State)
+        other.c = self.c
+        other.alloc = self.alloc.copy()
+        other.vm_host = self.vm_host.copy()
+        other.util = self.util.copy()
+        other.anti = dict(self.anti)
+        other.aff = dict(self.aff)
+        other._own_anti = set()
+        other._own_aff = set()
+        other.n = self.n
+        other.s1 = self.s1.copy()
+        other.s2 = self.s2.copy()
+        return other
+
     @staticmethod
     def _inc(table: dict[str, dict[int, int]], own: set[str], group: str, host: int, by: int) -> None:
         if group not in own:
