@@ -127,12 +127,14 @@ def plan_rebalance(
     snapshot: ClusterSnapshot,
     budget: Budget | None = None,
     alphas: tuple[float, ...] | None = None,
+    local_search: bool = True,
 ) -> Plan:
     """An ordered plan of moves within ``budget`` that lowers ``sum_r w_r * stdev_r``.
 
     ``alphas`` scale the cost penalty: lambda = alpha * objective / (RAM lower bound in MiB), so alpha=1
-    charges a move the average gain per MiB that a perfect rebalance would need. The run with the lowest
-    final objective is returned (ties: fewer moves, then less RAM copied); results are deterministic.
+    charges a move the average gain per MiB that a perfect rebalance would need (default: a set chosen
+    by cluster size). The run with the lowest final objective is returned (ties: fewer moves, then less
+    RAM copied); results are deterministic. ``local_search=False`` gives plain greedy (hbal's method).
     """
     if not isinstance(snapshot, ClusterSnapshot):
         raise PlacementInputError(f"expected a ClusterSnapshot, got {type(snapshot).__name__}")
@@ -161,24 +163,27 @@ def plan_rebalance(
     for alpha in alphas or (0.0,):
         lam = alpha * base / lb if lb > 0 else 0.0
         state = _greedy(comp, budget, static, movable, lam, min_gain)
-        improve(state, comp.vm_host, movable, static, cost, max_moves, max_ram, steps, limit, min_gain)
+        if local_search:
+            improve(state, comp.vm_host, movable, static, cost, max_moves, max_ram, steps, limit, min_gain)
         runs.append(state)
     runs.sort(key=lambda s: s.objective())
+
     best: tuple[float, int, float, list[tuple[int, int, int]]] | None = None
     for state in runs[:SWAP_RUNS]:
-        improve(
-            state,
-            comp.vm_host,
-            movable,
-            static,
-            cost,
-            max_moves,
-            max_ram,
-            steps,
-            limit,
-            min_gain,
-            swap_pool=SWAP_POOL_BIG if big else SWAP_POOL,
-        )
+        if local_search:
+            improve(
+                state,
+                comp.vm_host,
+                movable,
+                static,
+                cost,
+                max_moves,
+                max_ram,
+                steps,
+                limit,
+                min_gain,
+                swap_pool=SWAP_POOL_BIG if big else SWAP_POOL,
+            )
         moves = order_moves(comp, state.vm_host, movable, comp.rebalance_ok, min_gain)
         after = _replayed_objective(comp, moves)
         copied = float(sum(cost[v] for v, _, _ in moves))
