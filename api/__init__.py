@@ -6,7 +6,7 @@ from flask import Flask, Response, jsonify
 from flask_smorest import Api
 
 from api import http, problems
-from api.routes import admin, tenant_info, vms
+from api.routes import admin, plans, tenant_info, vms
 from controlplane.app import create_core_app
 from controlplane.config import Settings
 from controlplane.errors import PROBLEM_TYPES
@@ -43,7 +43,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     api = ConfluenciaApi(app)
     for bp in (vms.bp, tenant_info.flavors_bp, tenant_info.quota_bp, tenant_info.ops_bp, tenant_info.audit_bp,
                admin.hosts_bp, admin.tenants_bp, admin.users_bp, admin.tokens_bp, admin.flavor_admin_bp,
-               admin.reconcile_bp):
+               admin.reconcile_bp, plans.bp):
         api.register_blueprint(bp)
     http.register(app)
     problems.register(app)

@@ -28,6 +28,15 @@ class Settings:
     sim_delay_scale: float = 1.0
     log_level: str = "INFO"
     operation_stale_s: float = 300.0
+    nightly_cron: str = "0 2 * * *"
+    nightly_tz: str = "America/Argentina/Buenos_Aires"
+    maintenance_window: str = "01:00-06:00"  # local time in nightly_tz; empty = always open
+    nightly_threshold: float = 0.05  # summed stdev of utilisation below which nothing is planned
+    nightly_auto_approve: bool = False
+    nightly_max_moves: int = 20
+    nightly_max_copy_gib: float | None = None
+    nightly_min_gain: float = 0.05
+    health_check_s: float = 60.0
 
     @property
     def uses_sqlite(self) -> bool:
@@ -47,6 +56,16 @@ class Settings:
             "placement_retries": int(e.get("CONFLUENCIA_PLACEMENT_RETRIES") or cls.placement_retries),
             "sim_delay_scale": float(e.get("CONFLUENCIA_SIM_DELAY_SCALE") or cls.sim_delay_scale),
             "log_level": e.get("CONFLUENCIA_LOG_LEVEL") or cls.log_level,
+            "nightly_cron": e.get("CONFLUENCIA_NIGHTLY_CRON") or cls.nightly_cron,
+            "nightly_tz": e.get("CONFLUENCIA_NIGHTLY_TZ") or cls.nightly_tz,
+            "maintenance_window": e.get("CONFLUENCIA_MAINTENANCE_WINDOW", cls.maintenance_window),
+            "nightly_threshold": float(e.get("CONFLUENCIA_NIGHTLY_THRESHOLD") or cls.nightly_threshold),
+            "nightly_auto_approve": _bool(e.get("CONFLUENCIA_NIGHTLY_AUTO_APPROVE"), False),
+            "nightly_max_moves": int(e.get("CONFLUENCIA_NIGHTLY_MAX_MOVES") or cls.nightly_max_moves),
+            "nightly_max_copy_gib": float(e["CONFLUENCIA_NIGHTLY_MAX_COPY_GIB"])
+            if e.get("CONFLUENCIA_NIGHTLY_MAX_COPY_GIB") else None,
+            "nightly_min_gain": float(e.get("CONFLUENCIA_NIGHTLY_MIN_GAIN") or cls.nightly_min_gain),
+            "health_check_s": float(e.get("CONFLUENCIA_HEALTH_CHECK_S") or cls.health_check_s),
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

@@ -16,8 +16,8 @@ from sqlalchemy.engine import make_url
 
 os.environ.setdefault("CONFLUENCIA_SIM_DELAY_SCALE", "0")
 
-TABLES = ["audit_entries", "idempotency_records", "operations", "vms", "api_tokens", "users", "flavors",
-          "hosts", "tenants"]
+TABLES = ["audit_entries", "idempotency_records", "operations", "plan_moves", "plans", "vms", "api_tokens",
+          "users", "flavors", "hosts", "tenants"]
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.02, what: str = "") -> Any:
@@ -101,6 +101,7 @@ def clean_db(app: Any) -> Iterator[None]:
             for table in TABLES:
                 db.session.execute(text(f"DELETE FROM {table}"))
         db.session.execute(text("UPDATE audit_head SET last_hash = :h, last_seq = 0"), {"h": "0" * 64})
+        db.session.execute(text("UPDATE executor_locks SET holder = NULL, acquired_at = NULL"))
         db.session.commit()
     yield
     drain_worker(app)

@@ -11,6 +11,7 @@ from marshmallow import fields
 from api.http import etag_of, if_match, principal
 from api.idempotency import idempotent
 from api.schemas import admin as s
+from api.schemas import plans as ps
 from api.schemas import tenant as ts
 from api.schemas.common import PageArgs, StrictSchema, page, page_schema
 from controlplane.models import Host, Tenant
@@ -82,6 +83,16 @@ def update_host(args: dict[str, Any], host_id: str) -> Response:
     """Change a host (needs `If-Match`). `{"state": "maintenance"}` stops new placements on it."""
     tenants.require_operator(principal())  # 403 before 428 for non-operators
     h = hosts.update_host(principal(), host_id, args, if_match(required=True))
+    return _with_etag(_host_body(h), h.version)
+
+
+@hosts_bp.route("/<host_id>/maintenance", methods=["POST"])
+@hosts_bp.arguments(ps.MaintenanceIn)
+@hosts_bp.response(200, s.Host)
+def host_maintenance(args: dict[str, Any], host_id: str) -> Response:
+    """Maintenance on: no new VMs, and a drain plan spreads the host's VMs over the others (it runs at
+    once; see /v1/plans). Off: the host takes VMs again and a drain still running is cancelled."""
+    h = hosts.set_maintenance(principal(), host_id, args["enabled"], args.get("reason"))
     return _with_etag(_host_body(h), h.version)
 
 

@@ -10,6 +10,7 @@ from marshmallow import fields, validate
 
 from api.http import etag_of, if_match, principal
 from api.idempotency import idempotent
+from api.schemas import plans as ps
 from api.schemas import tenant as s
 from api.schemas.common import StrictSchema, page, page_schema
 from controlplane.models import VM, Operation
@@ -64,6 +65,17 @@ def list_vms(args: dict[str, Any]) -> dict[str, Any]:
 @bp.response(200, s.VM)
 def get_vm(vm_id: str) -> Response:
     vm: VM = vms.get_vm(principal(), vm_id)
+    resp = jsonify(s.VM().dump(vm))
+    resp.headers["ETag"] = etag_of(vm.version)
+    return resp
+
+
+@bp.route("/<vm_id>", methods=["PATCH"])
+@bp.arguments(ps.VMUpdate)
+@bp.response(200, s.VM)
+def update_vm(args: dict[str, Any], vm_id: str) -> Response:
+    """Operators: `{"pinned": true}` keeps the VM on its host (plans never move it). Needs `If-Match`."""
+    vm = vms.update_vm(principal(), vm_id, args, if_match(required=True))
     resp = jsonify(s.VM().dump(vm))
     resp.headers["ETag"] = etag_of(vm.version)
     return resp

@@ -32,6 +32,7 @@ class HostCreate(StrictSchema):
     disk_ratio = Ratio()
     zone = Name(allow_none=True)
     state = fields.String(validate=validate.OneOf(HOST_STATES))
+    exclude_from_rebalance = fields.Boolean(metadata={"description": "Never a source or target of rebalancing"})
     options = fields.Dict(keys=fields.String(validate=validate.Length(min=1, max=64)),
                           values=fields.String(validate=validate.Length(max=2000)), load_only=True,
                           metadata={"description": "Driver options, e.g. Proxmox token_id/token_secret. "
@@ -72,6 +73,7 @@ class Host(Schema):
     zone = fields.String(allow_none=True)
     state = fields.String()
     state_reason = fields.String(allow_none=True)
+    exclude_from_rebalance = fields.Boolean()
     option_keys = fields.List(fields.String(), metadata={"description": "Names of the driver options set"})
     version = fields.Integer()
     usage = fields.Nested(HostUsage)
@@ -99,6 +101,7 @@ class TenantCreate(StrictSchema):
 
 class TenantUpdate(StrictSchema):
     name = Name(200)
+    exclude_from_rebalance = fields.Boolean(metadata={"description": "Rebalancing leaves its VMs where they are"})
     quota_vcpus = Count(0, 1_000_000)
     quota_ram_mib = Count(0, 2**31 - 1)
     quota_disk_gib = Count(0, 2**31 - 1)
@@ -113,6 +116,7 @@ class Tenant(Schema):
     quota_ram_mib = fields.Integer()
     quota_disk_gib = fields.Integer()
     quota_vms = fields.Integer()
+    exclude_from_rebalance = fields.Boolean()
     version = fields.Integer()
     created_at = fields.DateTime()
 

@@ -36,6 +36,7 @@ class VM(Schema):
     disk_gib = fields.Integer()
     image = fields.String(allow_none=True)
     anti_affinity_group = fields.String(allow_none=True)
+    pinned = fields.Boolean()
     host_id = fields.String(allow_none=True)
     version = fields.Integer()
     created_at = fields.DateTime()

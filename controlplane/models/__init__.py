@@ -8,6 +8,7 @@ from controlplane.models.operations import (
     Operation,
     OpStatus,
 )
+from controlplane.models.plans import ExecutorLock, MoveStatus, Plan, PlanMove, PlanStatus
 from controlplane.models.tenancy import ApiToken, Role, Tenant, User
 from controlplane.models.vms import VM, VMState
 
@@ -16,12 +17,17 @@ __all__ = [
     "ApiToken",
     "AuditEntry",
     "AuditHead",
+    "ExecutorLock",
     "Flavor",
     "Host",
     "HostState",
     "IdempotencyRecord",
+    "MoveStatus",
     "OpStatus",
     "Operation",
+    "Plan",
+    "PlanMove",
+    "PlanStatus",
     "Role",
     "Tenant",
     "User",

@@ -46,6 +46,7 @@ class Host(db.Model):  # type: ignore[name-defined]
     zone: Mapped[str | None] = mapped_column(String(63), nullable=True)
     state: Mapped[str] = mapped_column(String(16), nullable=False, default=HostState.ENABLED.value)
     state_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    exclude_from_rebalance: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
     created_at: Mapped[datetime] = created_column()
     updated_at: Mapped[datetime] = updated_column()

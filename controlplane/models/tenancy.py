@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Integer, String
+from sqlalchemy import Boolean, CheckConstraint, DateTime, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from controlplane.db import db
@@ -32,6 +32,7 @@ class Tenant(db.Model):  # type: ignore[name-defined]
     quota_ram_mib: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     quota_disk_gib: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     quota_vms: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    exclude_from_rebalance: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
     created_at: Mapped[datetime] = created_column()
     updated_at: Mapped[datetime] = updated_column()

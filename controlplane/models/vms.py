@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, CheckConstraint, DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from controlplane.db import db
@@ -45,6 +45,7 @@ class VM(db.Model):  # type: ignore[name-defined]
     disk_gib: Mapped[int] = mapped_column(Integer, nullable=False)
     image: Mapped[str | None] = mapped_column(String(200), nullable=True)
     anti_affinity_group: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    pinned: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)  # never moved by plans
     host_id: Mapped[str | None] = mapped_column(ForeignKey("hosts.id"), nullable=True)
     migration_target_id: Mapped[str | None] = mapped_column(ForeignKey("hosts.id"), nullable=True)
     state: Mapped[str] = mapped_column(String(16), nullable=False, default=VMState.PENDING.value)

@@ -90,7 +90,29 @@ def update_host(actor: Principal, host_id: str, changes: dict[str, Any], if_matc
         if before["state"] != host.state:
             action = f"host.state.{host.state}"
         audit.record(actor, action, "host", host.id, before=before, after=host_view(host))
+        _maintenance_transition(actor, host, before["state"])
     return host
+
+
+def _maintenance_transition(actor: Principal, host: Host, old_state: str) -> None:
+    """Entering maintenance drains the host (one plan, executed at once); leaving it stops the drain."""
+    from controlplane.services import plans
+
+    if host.state == HostState.MAINTENANCE and old_state != HostState.MAINTENANCE:
+        plans.start_drain_in_tx(actor, host)
+    elif old_state == HostState.MAINTENANCE and host.state != HostState.MAINTENANCE:
+        plans.stop_drains_in_tx(actor, host)
+
+
+def set_maintenance(actor: Principal, host_ref: str, enabled: bool, reason: str | None) -> Host:
+    """Maintenance on/off without If-Match (an operator's switch); the same rules as PATCH state."""
+    host = get_host(actor, host_ref)
+    if enabled and host.state == HostState.MAINTENANCE:
+        return host
+    if not enabled and host.state != HostState.MAINTENANCE:
+        return host
+    state = HostState.MAINTENANCE.value if enabled else HostState.ENABLED.value
+    return update_host(actor, host.id, {"state": state, "state_reason": reason}, None)
 
 
 def delete_host(actor: Principal, host_id: str, if_match: int | None) -> None:

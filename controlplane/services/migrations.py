@@ -19,7 +19,6 @@ from controlplane.errors import InsufficientCapacity, InvalidState, Msg, Validat
 from controlplane.models import VM, Host, HostState, Operation, VMState
 from controlplane.services import capacity
 from controlplane.services.lifecycle import Finished, driver_for, finish_op, load_op, set_progress, start_op
-from controlplane.services.operations import enqueue, new_operation
 from controlplane.services.tenants import require_operator
 from controlplane.services.tx import transaction
 from controlplane.services.vms import lock_for_change, vm_view
@@ -54,26 +53,29 @@ def check_target(vm: VM, target: Host, source: Host) -> None:
 
 
 def request_migration(actor: Principal, vm_id: str, target_ref: str, if_match: int | None = None) -> Operation:
+    """An operator moves one VM: checked now, then run by the plan executor as a one-move plan (the one
+    component that moves VMs), so it never races a rebalance or drain. Returns the plan's operation."""
     require_operator(actor)
     with transaction():
         vm = lock_for_change(actor, vm_id, if_match)
-        if vm.state != VMState.ACTIVE:
-            raise InvalidState(Msg(f"Only ACTIVE VMs can be live-migrated; {vm.name!r} is {vm.state}.",
-                                   f"Solo las VMs ACTIVE se migran en vivo; {vm.name!r} está en {vm.state}."),
+        if vm.state not in (VMState.ACTIVE, VMState.STOPPED):
+            raise InvalidState(Msg(f"Only ACTIVE or STOPPED VMs can be migrated; {vm.name!r} is {vm.state}.",
+                                   f"Solo las VMs ACTIVE o STOPPED se migran; {vm.name!r} está en {vm.state}."),
                                state=vm.state)
+        if vm.pinned:
+            raise InvalidState(Msg(f"VM {vm.name!r} is pinned to its host; unpin it first.",
+                                   f"La VM {vm.name!r} está fijada a su host; desfíjela primero."))
         source = db.session.get(Host, vm.host_id)
         target = db.session.execute(select(Host).where((Host.id == target_ref) | (Host.name == target_ref))
                                     .with_for_update()).scalar_one_or_none()
         if target is None or source is None:
             raise ValidationFailed(f"Unknown host {target_ref!r}.", errors={"host": ["Unknown host."]})
         check_target(vm, target, source)
-        before = vm_view(vm)
-        vm.migration_target_id = target.id
-        transition(vm, VMState.MIGRATING)
-        op = new_operation("vm.migrate", vm, actor)
-        audit.record(actor, "vm.migrate", "vm", vm.id, tenant_id=vm.tenant_id, before=before,
-                     after=vm_view(vm) | {"target_host": target.name})
-        enqueue(op)
+        from controlplane.services.plans import single_move_plan
+
+        plan = single_move_plan(actor, vm, target)
+        op = db.session.get(Operation, plan.operation_id)
+        assert op is not None
     return op
 
 
@@ -97,11 +99,15 @@ def run_migrate(op_id: str) -> None:
             raise
         settle_failed_migration(op_id, f"{type(exc).__name__}: {exc.message}")
         return
+    try:  # a stopped VM moves offline and stays stopped: record the real power state
+        info = dst.get(vm_id)
+    except DriverError:
+        info = None
     with transaction():
         op, vm = load_op(op_id)
         before = vm_view(vm)
         vm.host_id, vm.migration_target_id = vm.migration_target_id, None
-        transition(vm, VMState.ACTIVE)
+        transition(vm, VMState.STOPPED if info is not None and info.state == DomainState.STOPPED else VMState.ACTIVE)
         finish_op(op, True)
         audit.record(SYSTEM, "vm.migrate.succeeded", "vm", vm.id, tenant_id=vm.tenant_id, before=before,
                      after=vm_view(vm))

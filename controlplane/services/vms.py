@@ -223,3 +223,25 @@ def list_vms(actor: Principal, *, state: str | None = None, name: str | None = N
     if name:
         stmt = stmt.where(VM.name.contains(name, autoescape=True))
     return paginate(stmt, limit, offset)
+
+
+def update_vm(actor: Principal, vm_id: str, changes: dict[str, Any], if_match: int | None) -> VM:
+    """Operators pin or unpin a VM. Pinning a VM on a host in maintenance is refused (it must leave)."""
+    if "pinned" in changes and not actor.is_operator:
+        raise Forbidden(Msg("Only operators may pin VMs.", "Solo los operadores pueden fijar VMs."))
+    with transaction():
+        vm = lock_for_change(actor, vm_id, if_match)
+        if changes.get("pinned") and vm.host_id:
+            host = db.session.get(Host, vm.host_id)
+            if host is not None and host.state == HostState.MAINTENANCE:
+                raise InvalidState(Msg(f"Host {host.name} is in maintenance; a VM there cannot be pinned.",
+                                       f"El host {host.name} está en mantenimiento; no se puede fijar una VM allí."))
+        if vm.state in (VMState.MIGRATING, VMState.DELETING, VMState.DELETED):
+            raise InvalidState(Msg(f"VM {vm.name!r} is {vm.state}.", f"La VM {vm.name!r} está en {vm.state}."),
+                               state=vm.state)
+        before = vm_view(vm) | {"pinned": vm.pinned}
+        for key, value in changes.items():
+            setattr(vm, key, value)
+        audit.record(actor, "vm.update", "vm", vm.id, tenant_id=vm.tenant_id, before=before,
+                     after=vm_view(vm) | {"pinned": vm.pinned})
+    return vm
