@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from placement.chains import best_chain
 from placement.filters import Candidate, evaluate
 from placement.moves import StaticTargets, evaluate_moves
 from placement.state import EPS, BoolArray, Compiled, FloatArray, IntArray, State
@@ -26,6 +27,9 @@ from placement.swaps import Swap, apply_swap, swap_candidates, swap_feasible
 IMPROVE_EPS = 1e-9
 #: Moved VMs tried for 'undo one, make another' per round.
 UNDO_TRIES = 4
+#: Chain search size: VMs taking a place (u), and (u x v x host) cells per evaluation.
+CHAIN_U = 60
+CHAIN_CELLS = 300_000
 
 
 def _best(
@@ -72,12 +76,14 @@ def improve(
     candidate_limit: int,
     min_gain: float,
     swap_pool: int = 0,
+    chains: bool = False,
 ) -> None:
     """Improve ``state`` in place under the move/RAM budget (counted against ``origin``).
 
     Rounds of: single moves until none improves (re-targeting a moved VM is free; a new move costs one
     move of budget and must gain ``min_gain``); then a batch of swaps on disjoint hosts; then "undo one
-    moved VM, make the best new move instead". Stops when a round finds nothing or after ``max_steps``.
+    moved VM, make the best new move instead"; then (``chains``) a two-move chain where one VM makes room
+    for another. Stops when a round finds nothing or after ``max_steps``.
     """
     steps = 0
     while steps < max_steps:
@@ -106,8 +112,49 @@ def improve(
                 _more_swaps(state, swaps, (a, b), origin, movable, cost, max_moves, max_ram, min_gain)
                 continue
             apply_swap(state, a, b)  # rounding fooled the estimate: undo
-        if not _swap_one(state, origin, moved, home, static, cost, current, max_ram, ram_left):
-            return
+        if _swap_one(state, origin, moved, home, static, cost, current, max_ram, ram_left):
+            continue
+        if chains and _chain_one(
+            state, origin, movable, moved, home, static, cost, current, moves_left, ram_left, min_gain
+        ):
+            continue
+        return
+
+
+def _chain_one(
+    state: State,
+    origin: IntArray,
+    movable: BoolArray,
+    moved: IntArray,
+    home: IntArray,
+    static: StaticTargets,
+    cost: FloatArray,
+    current: float,
+    moves_left: int,
+    ram_left: float,
+    min_gain: float,
+) -> bool:
+    """Apply the best improving two-move chain (v makes room on its host, u takes it), if any."""
+    pool = np.concatenate([moved, home])
+    us = pool if len(pool) <= CHAIN_U else np.sort(_hottest(state, pool, CHAIN_U))
+    vs = np.flatnonzero(movable)
+    n_hosts = len(state.c.host_ids)
+    cap_v = max(1, CHAIN_CELLS // max(len(us) * n_hosts, 1))
+    if len(vs) > cap_v:
+        vs = np.sort(_hottest(state, vs, cap_v))
+    chain = best_chain(state, us, vs, static, origin, cost, moves_left, ram_left, current, min_gain)
+    if chain is None:
+        return False
+    _gain, u, v, y, _extra = chain
+    x = int(state.vm_host[v])
+    a = int(state.vm_host[u])
+    state.move(v, y)
+    state.move(u, x)
+    if state.objective_fast() < current - IMPROVE_EPS:
+        return True
+    state.move(u, a)
+    state.move(v, x)
+    return False
 
 
 def _singles(

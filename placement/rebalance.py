@@ -156,8 +156,8 @@ def plan_rebalance(
     steps = min(4 * max_moves + 50, 60 if big else 3000)
     limit = max(1, FULL_EVAL_LIMIT // max(len(comp.host_ids), 1))
     # Phase 1: greedy + cheap local search for each cost penalty. Phase 2: swaps on the best runs.
+    pairs = len(comp.vm_ids) * len(comp.host_ids)
     if alphas is None:
-        pairs = len(comp.vm_ids) * len(comp.host_ids)
         alphas = (0.0,) if big else SMALL_ALPHAS if pairs <= SMALL else DEFAULT_ALPHAS
     runs: list[State] = []
     for alpha in alphas or (0.0,):
@@ -167,7 +167,6 @@ def plan_rebalance(
             improve(state, comp.vm_host, movable, static, cost, max_moves, max_ram, steps, limit, min_gain)
         runs.append(state)
     runs.sort(key=lambda s: s.objective())
-
     best: tuple[float, int, float, list[tuple[int, int, int]]] | None = None
     for state in runs[:SWAP_RUNS]:
         if local_search:
@@ -183,6 +182,7 @@ def plan_rebalance(
                 limit,
                 min_gain,
                 swap_pool=SWAP_POOL_BIG if big else SWAP_POOL,
+                chains=not big and pairs > SMALL,
             )
         moves = order_moves(comp, state.vm_host, movable, comp.rebalance_ok, min_gain)
         after = _replayed_objective(comp, moves)

@@ -167,3 +167,56 @@ def test_bad_budget_raises() -> None:
     for kwargs in ({"max_moves": -1}, {"max_copy_gib": float("nan")}, {"max_per_host": 0}, {"min_gain": -1.0}):
         with pytest.raises(PlacementInputError):
             Budget(**kwargs)
+
+
+def _constrained(n_hosts: int, n_vms: int, seed: int) -> ClusterSnapshot:
+    """A generated skewed cluster plus pins, anti-affinity, zones, tenants and a host in maintenance."""
+    from bench.gen import generate
+
+    base = generate(n_hosts, n_vms, seed, mixed=True)
+    hosts = [
+        HostSnapshot(
+            id=h.id,
+            capacity=h.capacity,
+            state="maintenance" if i == n_hosts - 1 else "enabled",
+            zone="a" if i % 3 else "b",
+            allowed_tenants=frozenset({"t1"}) if i % 5 == 4 else None,
+            exclude_from_rebalance=i % 7 == 6,
+        )
+        for i, h in enumerate(base.hosts)
+    ]
+    vms = []
+    anti_hosts: dict[str, set[str]] = {}
+    for i, v in enumerate(base.vms):
+        group = f"g{i % 9}"
+        anti = frozenset()
+        if i % 4 == 0 and v.host not in anti_hosts.setdefault(group, set()):
+            anti_hosts[group].add(v.host)
+            anti = frozenset({group})
+        vms.append(
+            VMSnapshot(
+                id=v.id,
+                host=v.host,
+                demand=v.demand,
+                tenant=f"t{i % 3}",
+                anti_affinity=anti,
+                pinned=i % 11 == 0,
+                zones=frozenset({"a"}) if i % 6 == 1 else None,
+            )
+        )
+    return ClusterSnapshot(hosts=hosts, vms=vms)
+
+
+@pytest.mark.parametrize(("n_hosts", "n_vms", "max_moves"), [(12, 600, 30), (300, 1400, 12)])
+def test_medium_and_large_search_paths_replay_feasibly(n_hosts: int, n_vms: int, max_moves: int) -> None:
+    """Cover the search used above the small-cluster size (chains, more runs) and the large one."""
+    snap = _constrained(n_hosts, n_vms, seed=5)
+    budget = Budget(max_moves=max_moves, max_copy_gib=400, max_per_host=2, min_gain=0.0)
+    plan = plan_rebalance(snap, budget)
+    after = replay(snap, plan)
+    assert 0 < len(plan.moves) <= max_moves and plan.copy_ram_mib <= 400 * 1024
+    assert plan.objective_after == pytest.approx(_objective(after), abs=1e-9)
+    assert plan.objective_after < plan.objective_before
+    pinned = {v.id for v in snap.vms if v.pinned}
+    assert not pinned & {m.vm for m in plan.moves}
+    _check_waves(plan, 2)
