@@ -2,7 +2,7 @@
 
 A host rejected by several filters is counted once, under the first filter (in ``FILTERS`` order) that
 rejects it, as Nomad and the Kubernetes scheduler do. Static host properties (state, tenants, zones,
-labels) are turned into boolean masks once per snapshot and cached.
+labels) are turned into boolean masks once per snapshot and cached on the compiled snapshot.
 """
 
 from __future__ import annotations
@@ -33,23 +33,13 @@ class Candidate:
 
 
 def _cached(comp: Compiled, key: tuple[object, ...], build: Callable[[], BoolArray]) -> BoolArray:
-    cache = _CACHES.setdefault(id(comp), (comp, {}))[1]
+    cache = comp.mask_cache
     mask = cache.get(key)
     if mask is None:
         mask = build()
         if len(cache) < 4096:
             cache[key] = mask
     return mask
-
-
-# Per-snapshot caches of static masks. Keyed by id() and holding the Compiled object itself so the id
-# cannot be reused while the entry lives; bounded to a few snapshots.
-_CACHES: dict[int, tuple[Compiled, dict[tuple[object, ...], BoolArray]]] = {}
-
-
-def _trim_caches() -> None:
-    while len(_CACHES) > 8:
-        _CACHES.pop(next(iter(_CACHES)))
 
 
 def state_mask(comp: Compiled, state_name: str) -> BoolArray:
@@ -100,7 +90,6 @@ def evaluate(
     ``schedulable_only`` lets the rebalancer narrow the targets further (e.g. hosts excluded from
     rebalance), reported as "excluded from rebalance".
     """
-    _trim_caches()
     comp = state.c
     n_hosts = len(comp.host_ids)
     remaining = np.ones(n_hosts, dtype=bool)

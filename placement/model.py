@@ -48,6 +48,12 @@ def _optional_names(value: Iterable[str] | None, what: str) -> frozenset[str] | 
     return None if value is None else _names(value, what)
 
 
+def _no_conflict(vm_id: str, anti: frozenset[str], aff: frozenset[str]) -> None:
+    both = sorted(anti & aff)
+    if both:
+        raise PlacementInputError(f"vm {vm_id!r}: group(s) {both} are both affinity and anti-affinity")
+
+
 def _check_id(value: object, what: str) -> str:
     if not isinstance(value, str) or not value:
         raise PlacementInputError(f"{what}: id must be a non-empty string, got {value!r}")
@@ -108,6 +114,7 @@ class VMSnapshot:
         object.__setattr__(self, "anti_affinity", _names(self.anti_affinity, f"vm {self.id!r}"))
         object.__setattr__(self, "affinity", _names(self.affinity, f"vm {self.id!r}"))
         object.__setattr__(self, "zones", _optional_names(self.zones, f"vm {self.id!r} zones"))
+        _no_conflict(self.id, self.anti_affinity, self.affinity)
 
 
 @dataclass(frozen=True)
@@ -129,6 +136,7 @@ class VMRequest:
         object.__setattr__(self, "affinity", _names(self.affinity, f"vm {self.id!r}"))
         object.__setattr__(self, "zones", _optional_names(self.zones, f"vm {self.id!r} zones"))
         object.__setattr__(self, "required_labels", _names(self.required_labels, f"vm {self.id!r} labels"))
+        _no_conflict(self.id, self.anti_affinity, self.affinity)
 
 
 @dataclass(frozen=True)

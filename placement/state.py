@@ -10,7 +10,7 @@ Hosts flagged ``exclude_from_rebalance`` do count in the objective and may recei
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -54,6 +54,8 @@ class Compiled:
     vm_zones: tuple[frozenset[str] | None, ...]
     anti_table: dict[str, dict[int, int]]  # group -> host -> members (read-only after compile)
     aff_table: dict[str, dict[int, int]]
+    #: Static host masks built on demand by the filters (tenant, zones, labels, state), bounded size.
+    mask_cache: dict[tuple[object, ...], BoolArray] = field(default_factory=dict, compare=False, repr=False)
 
 
 def compile_snapshot(snap: ClusterSnapshot) -> Compiled:

@@ -129,6 +129,8 @@ def test_deterministic() -> None:
             "duplicate vm",
         ),
         (lambda: PlacementRequest(vms=[VMRequest(id="v", demand=(1, 1, 1))] * 2), "duplicate vm"),
+        (lambda: VMRequest(id="v", demand=(1, 1, 1), affinity={"g"}, anti_affinity={"g"}), "both affinity"),
+        (lambda: VMSnapshot(id="v", host="h", demand=(1, 1, 1), affinity={"g"}, anti_affinity={"g"}), "both"),
     ],
 )
 def test_bad_input_raises_typed_error(build, message: str) -> None:
