@@ -19,12 +19,17 @@ bp = Blueprint("plans", __name__, url_prefix="/v1/plans",
                description="Rebalancing and drain plans (operators) / Planes de rebalanceo y vaciado")
 
 
-def body(plan: Plan, with_moves: bool = True) -> dict[str, Any]:
-    data = {c: getattr(plan, c) for c in s.Plan._declared_fields if c not in ("moves", "progress")}
-    data["progress"] = plans.progress(plan)
+def data(plan: Plan, with_moves: bool = True) -> dict[str, Any]:
+    """The plan's fields for the Plan schema (not yet serialised)."""
+    out = {c: getattr(plan, c) for c in s.Plan._declared_fields if c not in ("moves", "progress")}
+    out["progress"] = plans.progress(plan)
     if with_moves:
-        data["moves"] = list(plan.moves)
-    return s.Plan().dump(data)
+        out["moves"] = list(plan.moves)
+    return out
+
+
+def body(plan: Plan) -> dict[str, Any]:
+    return s.Plan().dump(data(plan))
 
 
 def _reply(plan: Plan, status: int = 200) -> Response:
@@ -53,7 +58,7 @@ def create_plan(args: dict[str, Any]) -> Response:
 def list_plans(args: dict[str, Any]) -> dict[str, Any]:
     items, total = plans.list_plans(principal(), args.get("status"), args.get("kind"), args["limit"],
                                     args["offset"])
-    return page([body(p, with_moves=False) for p in items], total, args)
+    return page([data(p, with_moves=False) for p in items], total, args)
 
 
 @bp.route("/<plan_id>", methods=["GET"])
