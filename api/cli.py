@@ -73,5 +73,11 @@ def demo() -> None:
     _serve(settings, "\n".join(lines))
 
 
+from api.client_cli import hosts, plans  # noqa: E402  (operators' HTTP client: plans, maintenance)
+
+main.add_command(plans)
+main.add_command(hosts)
+
+
 if __name__ == "__main__":
     sys.exit(main())
