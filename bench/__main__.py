@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from bench import hbal_compare, large_bench, place_bench
+from bench import exact, hbal_compare, large_bench, place_bench
 
 BENCHMARKS: dict[str, tuple[str, Callable[[], object]]] = {
     "place": ("place() median latency at 1,000 and 10,000 hosts", place_bench.main),
@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, tuple[str, Callable[[], object]]] = {
     ),
     "hbal-quick": ("hbal side by side, 20x200 only, 2 seeds", lambda: hbal_compare.side_by_side(quick=True)),
     "curve": ("budget curve: our plan after k=5,10,20,40 moves vs hbal -l k", hbal_compare.budget_curve),
+    "exact": ("small clusters: our plan vs the exhaustive optimum under the same budget", exact.main),
 }
 
 

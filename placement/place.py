@@ -86,17 +86,16 @@ def place(
     _validate(snapshot, request)
     comp = snapshot.compiled
     state = State(comp)
-    before = state.objective()
+    before = comp.objective0
     excluded = None
     if request.exclude_hosts:
         excluded = np.zeros(len(comp.host_ids), dtype=bool)
         excluded[[comp.host_index[h] for h in request.exclude_hosts]] = True
-    mean_cap = comp.cap.mean(axis=0) if len(comp.host_ids) else np.ones(len(comp.resources))
-    mean_cap = np.where(mean_cap > 0, mean_cap, 1.0)
-    order = sorted(
-        range(len(request.vms)),
-        key=lambda i: (-float(np.max(np.asarray(request.vms[i].demand) / mean_cap)), i),
-    )
+    order = list(range(len(request.vms)))
+    if len(order) > 1:
+        mean_cap = comp.cap.mean(axis=0) if len(comp.host_ids) else np.ones(len(comp.resources))
+        mean_cap = np.where(mean_cap > 0, mean_cap, 1.0)
+        order.sort(key=lambda i: (-float(np.max(np.asarray(request.vms[i].demand) / mean_cap)), i))
     chosen: dict[str, str] = {}
     scores: dict[str, float] = {}
     for i in order:

@@ -54,6 +54,11 @@ class Compiled:
     vm_zones: tuple[frozenset[str] | None, ...]
     anti_table: dict[str, dict[int, int]]  # group -> host -> members (read-only after compile)
     aff_table: dict[str, dict[int, int]]
+    util: FloatArray  # (H, R) alloc / cap at snapshot time
+    s1: FloatArray  # (R,) sum of util over schedulable hosts
+    s2: FloatArray  # (R,) sum of util**2 over schedulable hosts
+    n_sched: int
+    objective0: float  # the objective of the snapshot as given
     #: Static host masks built on demand by the filters (tenant, zones, labels, state), bounded size.
     mask_cache: dict[tuple[object, ...], BoolArray] = field(default_factory=dict, compare=False, repr=False)
 
@@ -87,6 +92,7 @@ def compile_snapshot(snap: ClusterSnapshot) -> Compiled:
             row[h] = row.get(h, 0) + 1
     schedulable = np.array([h.schedulable for h in snap.hosts], dtype=bool)
     excluded = np.array([h.exclude_from_rebalance for h in snap.hosts], dtype=bool)
+    util = alloc * inv_cap
     return Compiled(
         resources=snap.resources,
         weights=weights,
@@ -113,12 +119,17 @@ def compile_snapshot(snap: ClusterSnapshot) -> Compiled:
         vm_zones=tuple(v.zones for v in snap.vms),
         anti_table=anti_table,
         aff_table=aff_table,
+        util=util,
+        s1=util[schedulable].sum(axis=0),
+        s2=(util[schedulable] ** 2).sum(axis=0),
+        n_sched=int(schedulable.sum()),
+        objective0=objective_of(util, schedulable, weights),
     )
 
 
 def objective_of(util: FloatArray, mask: BoolArray, weights: FloatArray) -> float:
     """``sum_r w_r * stdev`` of the rows of ``util`` selected by ``mask`` (0 for no host)."""
-    rows = util[mask]
+    rows = util if mask.all() else util[mask]
     if rows.shape[0] == 0:
         return 0.0
     return float(np.dot(weights, rows.std(axis=0)))
@@ -145,17 +156,16 @@ class State:
         self.c = comp
         self.alloc: FloatArray = comp.alloc.copy()
         self.vm_host: IntArray = comp.vm_host.copy()
-        self.util: FloatArray = self.alloc * comp.inv_cap
+        self.util: FloatArray = comp.util.copy()
         # Copy-on-write views of the compiled group tables: a group row is copied when first changed.
         self.anti: dict[str, dict[int, int]] = dict(comp.anti_table)
         self.aff: dict[str, dict[int, int]] = dict(comp.aff_table)
         self._own_anti: set[str] = set()
         self._own_aff: set[str] = set()
         # Running sums over schedulable hosts for O(R) objective deltas.
-        mask = comp.schedulable
-        self.n = int(mask.sum())
-        self.s1: FloatArray = self.util[mask].sum(axis=0)
-        self.s2: FloatArray = (self.util[mask] ** 2).sum(axis=0)
+        self.n = comp.n_sched
+        self.s1: FloatArray = comp.s1.copy()
+        self.s2: FloatArray = comp.s2.copy()
 
     def clone(self) -> State:
         """An independent copy (group rows stay shared copy-on-write)."""

@@ -5,6 +5,9 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pl_strategies import clusters
 
 from placement import (
     ClusterSnapshot,
@@ -147,3 +150,41 @@ def test_bad_request_against_snapshot() -> None:
     with pytest.raises(PlacementInputError, match="expected 3"):
         place(snap, _req(VMRequest(id="n", demand=(1, 1))))
     assert issubclass(PlacementInputError, ValueError)
+
+
+@settings(max_examples=80, deadline=None)
+@given(snap=clusters(), demand=st.sampled_from([(1.0, 512.0, 5.0), (4.0, 4096.0, 20.0)]),
+       count=st.integers(1, 3))
+def test_reported_objectives_and_choice_match_a_brute_force_recomputation(snap, demand, count: int) -> None:
+    """The incremental scoring (running sums, cached snapshot objective) against the definition."""
+    req = PlacementRequest(vms=[VMRequest(id=f"n{i}", demand=demand, tenant="t1") for i in range(count)])
+    r = place(snap, req)
+    assert r.objective_before == pytest.approx(exact_objective(snap.hosts, snap.vms), abs=1e-12)
+    if not r.ok:
+        return
+    added = [VMSnapshot(id=vm, host=host, demand=demand, tenant="t1") for vm, host in r.assignments.items()]
+    assert r.objective_after == pytest.approx(exact_objective(snap.hosts, [*snap.vms, *added]), abs=1e-9)
+    if count == 1:  # the chosen host is the best feasible one by the balance objective
+        chosen = exact_objective(snap.hosts, [*snap.vms, *added])
+        assert r.scores[added[0].id] == pytest.approx(chosen, abs=2e-6)  # balance + 1e-6 * headroom
+        for h in snap.hosts:
+            if h.state != "enabled" or h.allowed_tenants not in (None, frozenset({"t1"})):
+                continue
+            used = [sum(v.demand[k] for v in snap.vms if v.host == h.id) for k in range(3)]
+            if any(used[k] + demand[k] > h.capacity[k] for k in range(3)):
+                continue
+            other = exact_objective(snap.hosts, [*snap.vms, VMSnapshot(id="x", host=h.id, demand=demand)])
+            assert chosen <= other + 1e-6
+
+
+def exact_objective(hosts: list[HostSnapshot], vms: list[VMSnapshot]) -> float:
+    """sum over resources of the population stdev of utilisation over enabled hosts, from scratch."""
+    enabled = [h for h in hosts if h.state == "enabled"]
+    if not enabled:
+        return 0.0
+    total = 0.0
+    for k in range(3):
+        utils = [sum(v.demand[k] for v in vms if v.host == h.id) / h.capacity[k] for h in enabled]
+        mean = sum(utils) / len(utils)
+        total += math.sqrt(sum((u - mean) ** 2 for u in utils) / len(utils))
+    return total
