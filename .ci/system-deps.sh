@@ -5,8 +5,9 @@
 # libvirt lab (tests/integration/libvirt, tests/contract with the libvirt backend):
 #   libvirt-daemon + qemu driver + clients, qemu-system-x86 (TCG guests, no KVM needed),
 #   libvirt-dev + pkg-config so that `pip install libvirt-python` can build.
+# Placement: ganeti-htools (hbal) so that the test proving hbal reads our htools files runs.
 set -uo pipefail
-PKGS=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 libvirt-dev pkg-config)
+PKGS=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 libvirt-dev pkg-config ganeti-htools)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "$(id -u)" != 0 ]; then
@@ -16,7 +17,7 @@ fi
 if [ ${#missing[@]} -ne 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" \
-    || echo "system-deps: apt-get install failed; libvirt tests will be skipped" >&2
+    || echo "system-deps: apt-get install failed; the tests that need them will be skipped" >&2
 fi
 # Host setup for a root libvirtd and the lab's per-user session daemons (idempotent).
 if ! getent group libvirt-qemu >/dev/null 2>&1 && ! getent group kvm >/dev/null 2>&1; then

@@ -15,16 +15,19 @@ def _serve(settings: Settings, banner: str = "") -> None:
     from werkzeug.serving import run_simple
 
     from api import create_app
-    from controlplane.tasks.embedded import EmbeddedWorker
+    from controlplane.tasks.embedded import EmbeddedBeat, EmbeddedWorker
 
     app = create_app(settings)
     worker = EmbeddedWorker(app, settings.worker_concurrency).start() if settings.embedded_worker else None
+    beat = EmbeddedBeat().start() if settings.embedded_worker else None  # nightly, health checks, reconcile
     host, _, port = settings.bind.rpartition(":")
     if banner:
         click.echo(banner)
     try:
         run_simple(host or "127.0.0.1", int(port), app, threaded=True, use_reloader=False)
     finally:
+        if beat is not None:
+            beat.stop()
         if worker is not None:
             worker.stop()
 

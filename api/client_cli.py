@@ -6,6 +6,7 @@ Exit codes: 0 ok, 1 API or connection error, 2 usage error, 3 a plan that failed
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -63,12 +64,10 @@ class Client:
                 raw = resp.read()
         except urllib.error.HTTPError as exc:
             raise problem_of(exc) from None
-        except urllib.error.URLError as exc:
+        except OSError as exc:  # URLError, refused, reset, timeout
+            reason = getattr(exc, "reason", None) or exc or type(exc).__name__
             raise ApiError(f"Cannot reach the API at {self.base} / No se puede conectar con la API",
-                           f"{exc.reason}. Check --url or CONFLUENCIA_URL.") from None
-        except (TimeoutError, OSError) as exc:
-            raise ApiError(f"Cannot reach the API at {self.base} / No se puede conectar con la API",
-                           str(exc) or type(exc).__name__) from None
+                           f"{reason}. Check --url or CONFLUENCIA_URL.") from None
         return json.loads(raw) if raw else None
 
     def get(self, path: str, **query: Any) -> Any:
@@ -91,9 +90,8 @@ def problem_of(exc: urllib.error.HTTPError) -> ApiError:
     try:
         body = json.loads(exc.read() or b"{}")
     except ValueError:
-        body = {}
-    if not isinstance(body, dict):
-        body = {}
+        body = None
+    body = body if isinstance(body, dict) else {}
     detail = str(body.get("detail") or "")
     errors = body.get("errors")
     if errors:
@@ -151,20 +149,17 @@ class Names:
 
     def host(self, ident: str | None) -> str:
         if self.hosts is None:
-            try:
+            self.hosts = {}
+            with contextlib.suppress(ApiError):
                 self.hosts = {h["id"]: h["name"] for h in self.client.pages("/v1/hosts")}
-            except ApiError:
-                self.hosts = {}
         return self.hosts.get(ident or "", short(ident))
 
     def load_vms(self, ids: set[str]) -> None:
-        try:
+        with contextlib.suppress(ApiError):
             for vm in self.client.pages("/v1/vms", include_deleted="true"):
                 self.vms[vm["id"]] = vm["name"]
                 if ids <= self.vms.keys():
                     return
-        except ApiError:
-            return
 
     def vm(self, ident: str) -> str:
         return self.vms.get(ident, short(ident))
@@ -180,17 +175,14 @@ def balance_lines(plan: dict[str, Any]) -> list[str]:
                  f"{fmt_num(pred.get('objective_after'))} predicted / previsto")
     if ach:
         objective += f", {fmt_num(ach.get('objective'))} achieved / logrado"
-    headers = ["resource", "stdev before", "predicted"] + (["achieved"] if ach else [])
-    headers += ["spread before", "predicted"] + (["achieved"] if ach else [])
-    rows = []
-    for key, label in RESOURCES:
-        row = [label, fmt_num(pred.get("stdev_before", {}).get(key)), fmt_num(pred.get("stdev_after", {}).get(key))]
-        if ach:
-            row.append(fmt_num(ach.get("stdev", {}).get(key)))
-        row += [fmt_num(pred.get("spread_before", {}).get(key)), fmt_num(pred.get("spread_after", {}).get(key))]
-        if ach:
-            row.append(fmt_num(ach.get("spread", {}).get(key)))
-        rows.append(row)
+    stages = ["before", "predicted"] + (["achieved"] if ach else [])
+
+    def values(metric: str) -> list[dict[str, float]]:
+        return [pred.get(f"{metric}_before") or {}, pred.get(f"{metric}_after") or {}] + (
+            [ach.get(metric) or {}] if ach else [])
+
+    headers = ["resource"] + [f"{m} {s}" if s == "before" else s for m in ("stdev", "spread") for s in stages]
+    rows = [[label, *(fmt_num(v.get(key)) for m in ("stdev", "spread") for v in values(m))] for key, label in RESOURCES]
     return [objective, table(headers, rows)]
 
 
@@ -238,9 +230,7 @@ def wait_plan(client: Client, plan: dict[str, Any], as_json: bool, timeout: floa
         with click.progressbar(length=total, label=label, show_pos=True, file=sys.stderr) as bar:
             while True:
                 plan = client.get(f"/v1/plans/{plan['id']}")
-                done = plan["progress"]["total"] and plan["progress"]["done"]
-                if plan["status"] in FINISHED:
-                    done = total
+                done = total if plan["status"] in FINISHED else min(plan["progress"]["done"], total)
                 bar.update(done - shown)
                 shown = done
                 if plan["status"] in FINISHED:
@@ -260,17 +250,23 @@ def wait_plan(client: Client, plan: dict[str, Any], as_json: bool, timeout: floa
         raise SystemExit(EXIT_PLAN_FAILED)
 
 
-wait_options = [
-    click.option("--wait", is_flag=True, help="Follow the plan until it finishes / seguir el plan hasta el final."),
-    click.option("--timeout", type=float, default=0, show_default=True,
-                 help="With --wait: give up after N seconds (0 = never) / abandonar tras N segundos."),
-]
-
-
 def with_wait(fn: Callable[..., Any]) -> Callable[..., Any]:
-    for opt in reversed(wait_options):
-        fn = opt(fn)
-    return fn
+    fn = click.option("--timeout", type=float, default=0, show_default=True,
+                      help="With --wait: give up after N seconds (0 = never) / abandonar tras N segundos.")(fn)
+    return click.option("--wait", is_flag=True, help="Follow the plan with a progress bar until it finishes / "
+                        "seguir el plan hasta el final.")(fn)
+
+
+def quote(ident: str) -> str:
+    return urllib.parse.quote(ident, safe="")
+
+
+def act(client: Client, plan_id: str, action: str, as_json: bool, wait: bool = False, timeout: float = 0) -> None:
+    plan = client.post(f"/v1/plans/{quote(plan_id)}/{action}")
+    if wait:
+        wait_plan(client, plan, as_json, timeout)
+    else:
+        show_plan(client, plan, as_json)
 
 
 # --- plans -----------------------------------------------------------------------------------------------
@@ -339,11 +335,7 @@ def plans_list(client: Client, as_json: bool, status: str | None, kind: str | No
 @api_command
 def plans_approve(client: Client, as_json: bool, plan_id: str, wait: bool, timeout: float) -> None:
     """Approve a draft plan / Aprobar un plan en borrador."""
-    plan = client.post(f"/v1/plans/{quote(plan_id)}/approve")
-    if wait:
-        wait_plan(client, plan, as_json, timeout)
-    else:
-        show_plan(client, plan, as_json)
+    act(client, plan_id, "approve", as_json, wait, timeout)
 
 
 @plans.command("discard")
@@ -351,7 +343,7 @@ def plans_approve(client: Client, as_json: bool, plan_id: str, wait: bool, timeo
 @api_command
 def plans_discard(client: Client, as_json: bool, plan_id: str) -> None:
     """Discard a draft plan / Descartar un plan en borrador."""
-    show_plan(client, client.post(f"/v1/plans/{quote(plan_id)}/discard"), as_json)
+    act(client, plan_id, "discard", as_json)
 
 
 @plans.command("cancel")
@@ -360,15 +352,7 @@ def plans_discard(client: Client, as_json: bool, plan_id: str) -> None:
 @api_command
 def plans_cancel(client: Client, as_json: bool, plan_id: str, wait: bool, timeout: float) -> None:
     """Cancel a running plan after the moves in flight / Cancelar un plan en ejecución."""
-    plan = client.post(f"/v1/plans/{quote(plan_id)}/cancel")
-    if wait:
-        wait_plan(client, plan, as_json, timeout)
-    else:
-        show_plan(client, plan, as_json)
-
-
-def quote(ident: str) -> str:
-    return urllib.parse.quote(ident, safe="")
+    act(client, plan_id, "cancel", as_json, wait, timeout)
 
 
 # --- hosts -----------------------------------------------------------------------------------------------
@@ -376,10 +360,6 @@ def quote(ident: str) -> str:
 @click.group()
 def hosts() -> None:
     """Hosts and maintenance / Hosts y mantenimiento (operators / operadores)."""
-
-
-def pct(value: Any) -> str:
-    return "-" if value is None else f"{100 * value:5.1f}%"
 
 
 @hosts.command("list")
@@ -392,14 +372,14 @@ def hosts_list(client: Client, as_json: bool, state: str | None) -> None:
     if as_json:
         emit_json(items)
         return
-    rows = []
-    for h in items:
-        usage = h.get("usage") or {}
-        util, alloc, cap = usage.get("utilisation", {}), usage.get("allocated", {}), usage.get("capacity", {})
-        rows.append([h["name"], h["state"], h.get("zone") or "", usage.get("vms", 0),
-                     f"{pct(util.get('vcpus'))} {alloc.get('vcpus', 0)}/{cap.get('vcpus', 0):g}",
-                     f"{pct(util.get('ram_mib'))} {alloc.get('ram_mib', 0)}/{cap.get('ram_mib', 0):g}",
-                     f"{pct(util.get('disk_gib'))} {alloc.get('disk_gib', 0)}/{cap.get('disk_gib', 0):g}"])
+
+    def cell(usage: dict[str, Any], key: str) -> str:
+        util = usage.get("utilisation", {}).get(key)
+        return (("-" if util is None else f"{100 * util:5.1f}%")
+                + f" {usage.get('allocated', {}).get(key, 0)}/{usage.get('capacity', {}).get(key, 0):g}")
+
+    rows = [[h["name"], h["state"], h.get("zone") or "", (h.get("usage") or {}).get("vms", 0),
+             *(cell(h.get("usage") or {}, key) for key in ("vcpus", "ram_mib", "disk_gib"))] for h in items]
     click.echo(table(["host", "state", "zone", "VMs", "vCPU", "RAM MiB", "disk GiB"], rows))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 
+from celery.beat import EmbeddedService, Scheduler
 from celery.worker import WorkController
 from flask import Flask
 from sqlalchemy import select
@@ -49,3 +50,20 @@ class EmbeddedWorker:
     def stop(self) -> None:
         self.controller.stop(in_sighandler=False)
         self.thread.join(timeout=10)
+
+
+class EmbeddedBeat:
+    """``celery beat`` in a thread of the same process (the in-memory broker cannot be shared with the
+    separate process that ``worker -B`` forks): nightly optimizer, health checks, plan resumption and
+    reconcile run on their schedule in ``confluencia serve``/``demo`` too. The schedule is kept in memory."""
+
+    def __init__(self) -> None:
+        self.service = EmbeddedService(celery_app, thread=True, scheduler_cls=Scheduler)
+
+    def start(self) -> EmbeddedBeat:
+        self.service.start()
+        return self
+
+    def stop(self) -> None:
+        self.service.stop()
+        self.service.join(timeout=10)

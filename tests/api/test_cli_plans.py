@@ -171,6 +171,23 @@ def test_wait_exits_3_when_the_plan_fails(world: World, cli: Cli) -> None:
     assert world.operator.get(f"/v1/plans/{plan['id']}").get_json()["status"] == "failed"
 
 
+def test_cancel_wait_exits_3_after_the_moves_in_flight(world: World, cli: Cli) -> None:
+    skew(world, 8, "hv1")
+    plan = cli.json("plans", "create", "--max-moves", "6")
+    DATACENTER.delay_scale = 1.0  # migrations take about a second each: time to cancel
+    try:
+        assert cli.json("plans", "approve", plan["id"])["status"] == "approved"
+        wait_for(lambda: world.operator.get(f"/v1/plans/{plan['id']}").get_json()["progress"]["running"] > 0,
+                 what="a move in flight")
+        r = cli("plans", "cancel", plan["id"], "--wait")
+    finally:
+        DATACENTER.delay_scale = 0.0
+    assert r.exit_code == 3, (r.output, r.exception)
+    assert "status / estado: cancelled" in r.stdout and "Plan cancelled" in r.stderr
+    statuses = [m["status"] for m in world.operator.get(f"/v1/plans/{plan['id']}").get_json()["moves"]]
+    assert "cancelled" in statuses and "running" not in statuses and "pending" not in statuses
+
+
 def test_api_errors_are_one_line_on_stderr(world: World, cli: Cli) -> None:
     assert_clean_error(cli("plans", "list", token="not-a-token"), "Error (401): Authentication required")
     assert_clean_error(cli("plans", "list", "--lang", "es", token="not-a-token"), "Se requiere autenticación")

@@ -13,7 +13,7 @@ from tests.conftest import World
 def _targets(world: World) -> dict[str, tuple[str, dict[str, Any], dict[str, Any]]]:
     """kind -> (url, a change, another change)."""
     return {"tenant": (f"/v1/tenants/{world.tenant_b}", {"quota_vcpus": 12}, {"name": "Municipio Be"}),
-            "host": (f"/v1/hosts/{world.hosts['hv1']}", {"state": "maintenance", "state_reason": "firmware"},
+            "host": (f"/v1/hosts/{world.hosts['hv1']}", {"state": "disabled", "state_reason": "firmware"},
                      {"cpu_ratio": 2.0})}
 
 

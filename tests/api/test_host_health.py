@@ -1,0 +1,81 @@
+"""Host health checks: an unreachable hypervisor goes ``down`` (nothing is placed on it) and comes back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from agents.simulated import DATACENTER
+from tests.conftest import World, wait_for
+
+
+@pytest.fixture
+def hv1_unreachable() -> Iterator[None]:
+    DATACENTER.host("hv1").up = False
+    try:
+        yield
+    finally:
+        DATACENTER.host("hv1").up = True
+
+
+def check(app: Any) -> dict[str, str]:
+    from controlplane.services import health
+
+    with app.app_context():
+        return health.check_hosts()
+
+
+def state(world: World, name: str) -> dict[str, Any]:
+    return world.operator.get(f"/v1/hosts/{world.hosts[name]}").get_json()  # type: ignore[no-any-return]
+
+
+def test_unreachable_host_goes_down_gets_no_vms_and_comes_back(app: Any, world: World,
+                                                               hv1_unreachable: None) -> None:
+    assert check(app) == {"hv1": "down"}
+    hv1 = state(world, "hv1")
+    assert hv1["state"] == "down" and "health check" in hv1["state_reason"]
+    assert check(app) == {}  # already down: no new change, no new audit entry
+
+    # an explicit placement onto a down host is refused, automatic placement avoids it
+    r = world.operator.post("/v1/vms", json={"name": "x", "flavor": "small", "tenant_id": world.tenant_a,
+                                             "host": "hv1"})
+    assert r.status_code == 409 and r.headers["Content-Type"] == "application/problem+json", r.get_json()
+    for i in range(4):
+        r = world.admin_a.post("/v1/vms", json={"name": f"web-{i}", "flavor": "small"})
+        assert r.status_code == 202
+        assert r.get_json()["vm"]["host_id"] != world.hosts["hv1"]
+
+    DATACENTER.host("hv1").up = True
+    assert check(app) == {"hv1": "enabled"}
+    assert state(world, "hv1")["state"] == "enabled"
+
+    actions = [e["action"] for e in world.operator.get("/v1/audit?limit=200").get_json()["items"]]
+    assert actions.count("host.state.down") == 1 and actions.count("host.state.enabled") == 1
+
+
+def test_health_checks_leave_hosts_in_maintenance_alone(app: Any, world: World, hv1_unreachable: None) -> None:
+    etag = world.operator.get(f"/v1/hosts/{world.hosts['hv1']}").headers["ETag"]
+    r = world.operator.patch(f"/v1/hosts/{world.hosts['hv1']}", json={"state": "maintenance"},
+                             headers={"If-Match": etag})
+    assert r.status_code in (200, 202), r.get_json()
+    assert "hv1" not in check(app)
+    assert state(world, "hv1")["state"] == "maintenance"
+
+
+def test_embedded_beat_runs_the_health_check_on_its_schedule(world: World, hv1_unreachable: None) -> None:
+    """What ``confluencia serve``/``demo`` run next to the embedded worker: the periodic tasks."""
+    from controlplane.tasks.celery_app import celery_app
+    from controlplane.tasks.embedded import EmbeddedBeat
+
+    saved = celery_app.conf.beat_schedule
+    celery_app.conf.beat_schedule = {"host-health": {"task": "confluencia.hosts.health", "schedule": 0.2}}
+    beat = EmbeddedBeat().start()
+    try:
+        wait_for(lambda: state(world, "hv1")["state"] == "down", timeout=30)
+        DATACENTER.host("hv1").up = True
+        wait_for(lambda: state(world, "hv1")["state"] == "enabled", timeout=30)
+    finally:
+        beat.stop()
+        celery_app.conf.beat_schedule = saved
