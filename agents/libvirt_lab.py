@@ -3,8 +3,10 @@
 Every lab host is an unprivileged Unix user (``cflab1`` .. ``cflabN``) running its own ``libvirtd``
 session daemon with its own ``host_uuid``, reachable by root at
 ``qemu:///session?socket=/tmp/run-USER/libvirt/libvirt-sock``. Guests are tiny TCG QEMU domains, so no
-KVM is needed. Live migration between lab hosts goes over loopback to ``tcp://127.0.0.1:PORT`` (one port
-per target host, passed to the driver as the ``migrate_uri`` option).
+KVM is needed. Live migration between lab hosts goes over loopback: the driver option ``migrate_uri`` is
+``tcp://127.0.0.1`` and each daemon takes incoming-migration ports from a range of its own
+(``migration_port_min/max`` in its ``qemu.conf``), so the daemons never hand out the same port and one host
+can receive several migrations at once.
 
 The lab records the PID (and kernel start time) of every daemon it starts in ``state_dir/state.json``;
 ``down`` kills only those processes and the QEMU processes those daemons started, never anything else.
@@ -32,6 +34,7 @@ DEFAULT_PREFIX = "cflab"
 DEFAULT_STATE_DIR = Path("/tmp/confluencia-lab")
 HOME_ROOT = Path("/var/tmp/confluencia-lab-homes")
 BASE_MIGRATION_PORT = 49152
+PORTS_PER_HOST = 8  # concurrent incoming migrations one lab host can take
 LIBVIRTD = "libvirtd"
 QEMU = "qemu-system-x86_64"
 
@@ -116,8 +119,13 @@ class Lab:
             runtime_dir=runtime,
             home=str(HOME_ROOT / user),
             host_uuid=str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{user}.confluencia-lab")),
-            migrate_uri=f"tcp://127.0.0.1:{self.base_port + index}",
+            migrate_uri="tcp://127.0.0.1",
         )
+
+    def migration_ports(self, index: int) -> range:
+        """The incoming-migration ports of host ``index`` (1-based); disjoint between the hosts."""
+        first = self.base_port + PORTS_PER_HOST * (index - 1)
+        return range(first, first + PORTS_PER_HOST)
 
     def hosts(self) -> list[LabHost]:
         """The hosts recorded by the last ``up`` (with PIDs), empty when the lab is down."""
@@ -165,7 +173,7 @@ class Lab:
         started: list[LabHost] = []
         try:
             for i in range(1, self.count + 1):
-                started.append(self._start_host(self.describe(i)))
+                started.append(self._start_host(i))
                 self._write_state(started)
             deadline = time.monotonic() + timeout_s
             for h in started:
@@ -182,7 +190,7 @@ class Lab:
             if h.name == name:
                 if _alive(h.pid, h.pid_start):
                     return h
-                hosts[i] = self._start_host(self.describe(i + 1), fresh=False)
+                hosts[i] = self._start_host(i + 1, fresh=False)
                 self._write_state(hosts)
                 self._wait_answers(hosts[i], time.monotonic() + timeout_s)
                 return hosts[i]
@@ -195,7 +203,8 @@ class Lab:
                 os.kill(h.pid, sig)
                 self._wait_gone(h.pid, h.pid_start, 10.0)
 
-    def _start_host(self, h: LabHost, *, fresh: bool = True) -> LabHost:
+    def _start_host(self, index: int, *, fresh: bool = True) -> LabHost:
+        h = self.describe(index)
         pw = self._ensure_user(h.name, h.home)
         runtime = Path(h.runtime_dir)
         if fresh:
@@ -205,6 +214,8 @@ class Lab:
         for d in (runtime, conf_dir):
             d.mkdir(parents=True, exist_ok=True)
         (conf_dir / "libvirtd.conf").write_text(f'host_uuid = "{h.host_uuid}"\n')
+        ports = self.migration_ports(index)
+        (conf_dir / "qemu.conf").write_text(f"migration_port_min = {ports[0]}\nmigration_port_max = {ports[-1]}\n")
         runtime.chmod(0o700)
         for root, dirs, files in os.walk(h.home):
             for entry in [root, *(os.path.join(root, n) for n in dirs + files)]:

@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -19,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+
+from tests.databases import fresh_database
 
 BIN = Path(sys.executable).parent
 
@@ -29,25 +28,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-@contextmanager
-def fresh_database(tmp: Path) -> Iterator[str]:
-    base = os.environ.get("TEST_DATABASE_URL")
-    if not base:
-        yield f"sqlite:///{tmp / 'e2e.sqlite3'}"
-        return
-    url = make_url(base)
-    name = f"confluencia_e2e_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @dataclass
@@ -104,7 +84,7 @@ def running_stack(tmp: Path, broker_url: str, extra_env: dict[str, str] | None =
     import redis
 
     redis.Redis.from_url(broker_url).flushdb()  # no task of an earlier run may reach this worker
-    with fresh_database(tmp) as db_url:
+    with fresh_database(tmp / "e2e.sqlite3", "confluencia_e2e") as db_url:
         port = free_port()
         env = {**os.environ, "DATABASE_URL": db_url, "CELERY_BROKER_URL": broker_url,
                "CONFLUENCIA_EMBEDDED_WORKER": "0", "CONFLUENCIA_BIND": f"127.0.0.1:{port}",

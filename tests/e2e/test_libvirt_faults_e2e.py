@@ -22,13 +22,6 @@ pytestmark = pytest.mark.libvirt
 
 
 @pytest.fixture(scope="module")
-def lab(request: pytest.FixtureRequest) -> Any:
-    from tests.lab.session import lab_for
-
-    return lab_for(request.config)
-
-
-@pytest.fixture(scope="module")
 def env(lab: Any, broker_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, dict]]:
     from tests.lab.session import driver_options, host
 

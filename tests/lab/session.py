@@ -2,7 +2,7 @@
 
 Use :func:`lab_for` from a fixture; the first caller starts the lab, later callers get the same one, and
 it is torn down when pytest finishes (``config.add_cleanup``). Test labs use their own users
-(``cflabt1..3``, or ``cflabta1..3`` etc. when another session holds that slot; override the prefix
+(``cflabt1..4``, or ``cflabta1..4`` etc. when another session holds that slot; override the prefix
 with ``CONFLUENCIA_TEST_LAB_PREFIX``) and state dir so that they never touch a
 lab started by hand with ``confluencia lab up``. A machine without root, libvirtd or qemu gets a skip
 with the reason; a machine that has them and still cannot start the lab gets an error.
@@ -16,10 +16,10 @@ import tempfile
 
 import pytest
 
-from agents.libvirt_lab import Lab, LabError, LabHost, missing_requirements
+from agents.libvirt_lab import PORTS_PER_HOST, Lab, LabError, LabHost, missing_requirements
 
 SLOTS = 4  # concurrent pytest sessions with a lab each
-HOSTS = 3  # lab hosts 1 and 2 for the contract suite and migrations, 3 for tests that kill its daemon
+HOSTS = 4  # 1 and 2: contract suite and migrations; 3: tests that kill its daemon; 4: the plans lab (issue 6)
 _LAB = pytest.StashKey["Lab | str"]()
 
 
@@ -67,7 +67,7 @@ def _start(config: pytest.Config) -> Lab | str:
 
 def _lab(prefix: str, slot: int) -> Lab:
     state_dir = os.path.join(tempfile.gettempdir(), f"confluencia-test-lab-{prefix}")
-    return Lab(HOSTS, prefix=prefix, state_dir=state_dir, base_port=49300 + 10 * slot)
+    return Lab(HOSTS, prefix=prefix, state_dir=state_dir, base_port=49300 + PORTS_PER_HOST * HOSTS * slot)
 
 
 def host(lab: Lab, index: int) -> LabHost:

@@ -128,3 +128,28 @@ def test_drivers_of_one_host_share_a_connection(d1, lab):
     d1.list_domains()
     other.list_domains()
     assert connection(d1.uri) is connection(other.uri)
+
+
+def test_concurrent_live_migrations_into_one_host_all_land(d1, d2, new_spec):
+    """A plan wave may send several guests to the same host at once: each incoming QEMU needs its own port."""
+    specs = [new_spec() for _ in range(3)]
+    for spec in specs:
+        d1.create(spec)
+        d1.start(spec.vm_id)
+    errors: list[BaseException] = []
+
+    def move(vm_id: str) -> None:
+        try:
+            d1.migrate(vm_id, d2, timeout_s=120)
+        except DriverError as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=move, args=(s.vm_id,)) for s in specs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(180)
+    assert not errors, errors
+    on_target = {d.vm_id: d.state for d in d2.list_domains()}
+    assert all(on_target.get(s.vm_id) == DomainState.RUNNING for s in specs), on_target
+    assert not {s.vm_id for s in specs} & {d.vm_id for d in d1.list_domains()}
