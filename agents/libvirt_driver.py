@@ -3,8 +3,9 @@
 ``LibvirtDriver(uri, **options)`` with ``uri`` such as ``qemu+ssh://confluencia@host1/system`` or
 ``qemu:///session?socket=/tmp/run-cflab1/libvirt/libvirt-sock``. Options (all strings):
 
-- ``migrate_uri``: where migrations INTO this host send memory, e.g. ``tcp://10.0.0.5:49152``
-  (default: libvirt picks the target's host name and a port from its range).
+- ``migrate_uri``: where migrations INTO this host send memory, e.g. ``tcp://10.0.0.5`` (default: the
+  target's host name). Without a port libvirt takes a free one from the target's migration range for
+  each migration; a fixed port allows only one incoming migration at a time.
 - ``hostname``: reported in :class:`HostFacts` instead of the daemon's host name.
 - ``domain_type``: ``kvm``, ``qemu`` (TCG) or ``auto`` (default: kvm when the host offers it).
 - ``migrate_bandwidth_mib``: bandwidth cap of outgoing migrations in MiB/s.
@@ -28,7 +29,7 @@ from agents.base import (
     ProgressCallback,
     VMSpec,
 )
-from agents.errors import AlreadyExists, DriverError, InvalidState, NotFound
+from agents.errors import AlreadyExists, ConnectionFailed, DriverError, InvalidState, NotFound
 from agents.libvirt_conn import call, connection, drop
 from agents.libvirt_errors import map_error
 from agents.libvirt_uri import validate_qemu_uri
@@ -289,21 +290,31 @@ class LibvirtDriver:
             raise InvalidState(f"source and target are the same host {self.uri}", host=self.uri)
         check_vm_id(vm_id)
         started = time.monotonic()
-        src_conn = connection(self.uri)
-        dst_conn = connection(target.uri)  # ConnectionFailed here: target unreachable, nothing moved
-        try:
-            src_dom = self._lookup(src_conn, vm_id)
-            dst_dom = target._lookup(dst_conn, vm_id)
-            src_active = src_dom is not None and src_dom.isActive()
-            if dst_dom is not None and not src_active and (src_dom is None or dst_dom.isActive()):
+        for attempt in (1, 2):  # a cached connection whose daemon restarted fails once: re-open, check again
+            src_conn = connection(self.uri)
+            dst_conn = connection(target.uri)  # ConnectionFailed here: target unreachable, nothing moved
+            try:
+                src_dom = self._lookup(src_conn, vm_id)
+                dst_dom = target._lookup(dst_conn, vm_id)
+                src_active = src_dom is not None and src_dom.isActive()
+                dst_active = dst_dom is not None and dst_dom.isActive()
+                break
+            except self._lv().libvirtError as exc:
+                err = map_error(exc, self.uri, f"migrate {vm_id}")
+                if not isinstance(err, ConnectionFailed) or attempt == 2:
+                    raise err from exc
+                drop(self.uri)
+                drop(target.uri)
+        if dst_dom is not None and not src_active and (src_dom is None or dst_active):
+            try:
                 self._forget_stale_source(src_dom)
-                return MigrationResult(vm_id, self.uri, target.uri, time.monotonic() - started, True)
-            if src_dom is None:
-                raise NotFound(f"domain {vm_id!r} is on neither {self.uri} nor {target.uri}", host=self.uri)
-            if dst_dom is not None and dst_dom.isActive():
-                raise AlreadyExists(f"domain {vm_id!r} runs on both hosts", host=target.uri, code="DOM_EXIST")
-        except self._lv().libvirtError as exc:
-            raise map_error(exc, self.uri, f"migrate {vm_id}") from exc
+            except self._lv().libvirtError as exc:
+                raise map_error(exc, self.uri, f"migrate {vm_id}") from exc
+            return MigrationResult(vm_id, self.uri, target.uri, time.monotonic() - started, True)
+        if src_dom is None:
+            raise NotFound(f"domain {vm_id!r} is on neither {self.uri} nor {target.uri}", host=self.uri)
+        if dst_active:
+            raise AlreadyExists(f"domain {vm_id!r} runs on both hosts", host=target.uri, code="DOM_EXIST")
         run_migration(
             src_dom,
             dst_conn,

@@ -39,24 +39,23 @@ def _where(drivers, vm_id):
     return {drv.uri: info.state for drv in drivers if (info := drv.get(vm_id)) is not None}
 
 
-def test_target_daemon_killed_during_migration_leaves_the_vm_on_exactly_one_host(lab, d1, d3, new_spec):
+def _kill_host3_during_migration(lab, source, target, vm_id):
+    """Migrate ``vm_id`` and kill lab host 3 (``d3``) as soon as the incoming domain appears on the
+    target; restart it and wait until exactly one host runs the VM. Returns where the VM is."""
     import libvirt
 
-    spec = new_spec()
-    d1.create(spec)
-    d1.start(spec.vm_id)
-    watcher = libvirt.open(d3.uri)
+    watcher = libvirt.open(target.uri)
     outcome: dict[str, object] = {}
 
     def migrate() -> None:
         try:
-            outcome["result"] = d1.migrate(spec.vm_id, d3, timeout_s=60)
+            outcome["result"] = source.migrate(vm_id, target, timeout_s=60)
         except DriverError as exc:
             outcome["error"] = exc
 
     def incoming() -> bool:
         try:
-            watcher.lookupByName(spec.vm_id)
+            watcher.lookupByName(vm_id)
             return True
         except libvirt.libvirtError:
             return False
@@ -64,7 +63,7 @@ def test_target_daemon_killed_during_migration_leaves_the_vm_on_exactly_one_host
     worker = threading.Thread(target=migrate)
     worker.start()
     try:
-        _wait_for(lambda: incoming() or not worker.is_alive(), 30, "the incoming domain on host 3")
+        _wait_for(lambda: incoming() or not worker.is_alive(), 30, f"the incoming domain on {target.uri}")
         lab.kill_host(lab.hosts()[2].name)
     finally:
         worker.join(90)
@@ -74,11 +73,18 @@ def test_target_daemon_killed_during_migration_leaves_the_vm_on_exactly_one_host
     lab.restart_host(lab.hosts()[2].name)
     # The driver can tell where the VM is: exactly one host runs it.
     _wait_for(
-        lambda: list(_where([d1, d3], spec.vm_id).values()).count(DomainState.RUNNING) == 1,
+        lambda: list(_where([source, target], vm_id).values()).count(DomainState.RUNNING) == 1,
         30,
         "the VM to run on exactly one host",
     )
-    where = _where([d1, d3], spec.vm_id)
+    return _where([source, target], vm_id)
+
+
+def test_target_daemon_killed_during_migration_leaves_the_vm_on_exactly_one_host(lab, d1, d3, new_spec):
+    spec = new_spec()
+    d1.create(spec)
+    d1.start(spec.vm_id)
+    where = _kill_host3_during_migration(lab, d1, d3, spec.vm_id)
     running_on = [uri for uri, state in where.items() if state == DomainState.RUNNING]
     assert len(running_on) == 1, where
     # Retrying the migration (as a redelivered task would) converges on the target.
@@ -111,45 +117,22 @@ def test_migration_to_a_target_whose_daemon_is_down_fails_fast(lab, d1, d3, new_
     assert d1.get(spec.vm_id).state == DomainState.RUNNING
 
 
-def test_source_daemon_killed_during_migration_leaves_the_vm_on_exactly_one_host(lab, d1, d3, new_spec):
-    import libvirt
+def test_migration_to_a_target_whose_daemon_restarted_reopens_the_cached_connection(lab, d1, d3, new_spec):
+    spec = new_spec()
+    d1.create(spec)
+    d1.start(spec.vm_id)
+    d3.list_domains()  # the worker holds a cached connection to host 3 ...
+    lab.kill_host(lab.hosts()[2].name)
+    lab.restart_host(lab.hosts()[2].name)  # ... whose daemon restarted since (upgrade, crash)
+    d1.migrate(spec.vm_id, d3, timeout_s=60)
+    assert d3.get(spec.vm_id).state == DomainState.RUNNING and d1.get(spec.vm_id) is None
 
+
+def test_source_daemon_killed_during_migration_leaves_the_vm_on_exactly_one_host(lab, d1, d3, new_spec):
     spec = new_spec()
     d3.create(spec)
     d3.start(spec.vm_id)
-    watcher = libvirt.open(d1.uri)
-    outcome: dict[str, object] = {}
-
-    def migrate() -> None:
-        try:
-            outcome["result"] = d3.migrate(spec.vm_id, d1, timeout_s=60)
-        except DriverError as exc:
-            outcome["error"] = exc
-
-    def incoming() -> bool:
-        try:
-            watcher.lookupByName(spec.vm_id)
-            return True
-        except libvirt.libvirtError:
-            return False
-
-    worker = threading.Thread(target=migrate)
-    worker.start()
-    try:
-        _wait_for(lambda: incoming() or not worker.is_alive(), 30, "the incoming domain on host 1")
-        lab.kill_host(lab.hosts()[2].name)
-    finally:
-        worker.join(90)
-        watcher.close()
-    assert not worker.is_alive()
-    assert "error" in outcome, f"migration finished before the kill: {outcome}"
-    lab.restart_host(lab.hosts()[2].name)
-    _wait_for(
-        lambda: list(_where([d1, d3], spec.vm_id).values()).count(DomainState.RUNNING) == 1,
-        30,
-        "the VM to run on exactly one host",
-    )
-    where = _where([d1, d3], spec.vm_id)
+    where = _kill_host3_during_migration(lab, d3, d1, spec.vm_id)
     assert [state for state in where.values() if state == DomainState.RUNNING] == [DomainState.RUNNING], where
     # Whichever host it ended on, a retried migration converges on the target.
     d3.migrate(spec.vm_id, d1, timeout_s=60)
