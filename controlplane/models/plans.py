@@ -17,8 +17,8 @@ class PlanStatus(enum.StrEnum):
     DRAFT = "draft"  # computed, waiting for review
     APPROVED = "approved"  # waiting for the executor lock / the maintenance window
     RUNNING = "running"
-    SUCCEEDED = "succeeded"  # every move done or skipped as stale
-    FAILED = "failed"  # stopped by policy after a failed move
+    SUCCEEDED = "succeeded"  # every move done or skipped as stale (a drained host is empty)
+    FAILED = "failed"  # a move failed (stopped or continued by policy), or a drained host still holds VMs
     CANCELLED = "cancelled"
     DISCARDED = "discarded"
 

@@ -5,6 +5,7 @@
 execute at a time, manual or nightly. Before each move starts it is checked again against the current
 state (VM deleted or moved, target full or disabled, anti-affinity) and skipped with the reason if stale.
 Cancelling stops after the migrations in flight; ``on_failure = stop`` does the same after a failed move.
+A plan ends ``succeeded`` only when no move failed and, for a drain, the host holds no VM any more.
 """
 
 from __future__ import annotations
@@ -91,14 +92,28 @@ def _step(plan: Plan) -> float | None:
         approver = _approver(plan)
         started = sum(_start_move(plan, m, approver) for m in pending if m.wave == wave)
         return POLL_S if started else 0.0
-    if failed and plan.on_failure == "stop":
-        status = PlanStatus.FAILED
-    elif plan.cancel_requested:
-        status = PlanStatus.CANCELLED
-    else:
-        status = PlanStatus.SUCCEEDED
-    _finish(plan, status, plan.reason)
+    status, reason = _outcome(plan, moves, failed)
+    _finish(plan, status, reason)
     return None
+
+
+def _outcome(plan: Plan, moves: list[PlanMove], failed: list[PlanMove]) -> tuple[PlanStatus, str | None]:
+    """How a plan whose moves are all settled ended. ``succeeded`` only when nothing failed and, for a
+    drain, the host is really empty; under ``on_failure = continue`` a failed move still fails the plan
+    (the policy decides whether the other moves run, not how the plan is reported)."""
+    if failed and plan.on_failure == "stop":
+        return PlanStatus.FAILED, plan.reason
+    if plan.cancel_requested:
+        return PlanStatus.CANCELLED, plan.reason
+    problems = [f"{len(failed)} of {len(moves)} moves failed"] if failed else []
+    if plan.kind == "drain" and plan.host_id is not None:
+        left = db.session.execute(select(VM.id).where(VM.host_id == plan.host_id, VM.state != VMState.DELETED.value)
+                                 .order_by(VM.id)).scalars().all()
+        if left:
+            problems.append(f"the host still holds {len(left)} VM(s): {', '.join(left)}")
+    if problems:
+        return PlanStatus.FAILED, "; ".join(problems)
+    return PlanStatus.SUCCEEDED, plan.reason
 
 
 def _sync_move(m: PlanMove) -> None:

@@ -108,14 +108,14 @@ def test_stale_moves_are_skipped_with_the_reason(world: World) -> None:
 
 def test_failed_move_policy_stop_versus_continue(world: World) -> None:
     skew(world, 8)
-    for policy, expected in (("stop", "failed"), ("continue", "succeeded")):
+    for policy, reason in (("stop", "stopped after a failed move (policy: stop)"), ("continue", "1 of 4 moves failed")):
         plan = world.operator.post("/v1/plans", json={"kind": "rebalance", "on_failure": policy,
                                                       "budget": {"max_moves": 4}}).get_json()
         first = plan["moves"][0]
         DATACENTER.inject_failure(next(n for n, i in world.hosts.items() if i == first["source_host_id"]),
                                   "migrate", kind="failed", times=1)
         done = run_plan(world, plan)
-        assert done["status"] == expected, done
+        assert (done["status"], done["reason"]) == ("failed", reason), done  # the policy decides what runs, not
         statuses = [m["status"] for m in done["moves"]]
         assert statuses.count("failed") == 1
         failed = next(m for m in done["moves"] if m["status"] == "failed")
@@ -179,6 +179,22 @@ def test_maintenance_drains_the_host_and_keeps_new_vms_away(world: World) -> Non
     assert len(vms) == 6
     r = world.operator.post("/v1/hosts/hv3/maintenance", json={"enabled": False})
     assert r.get_json()["state"] == "enabled"
+
+
+def test_a_drain_that_leaves_a_vm_behind_is_reported_failed(world: World) -> None:
+    vms = skew(world, 3, host="hv3", flavor="small")
+    DATACENTER.inject_failure("hv3", "migrate", kind="failed", times=1)
+    world.operator.post("/v1/hosts/hv3/maintenance", json={"enabled": True})
+    drain = world.operator.get("/v1/plans?kind=drain").get_json()["items"][0]
+    done = wait_for(lambda: (lambda p: p if p["finished_at"] else None)(
+        world.operator.get(f"/v1/plans/{drain['id']}").get_json()), timeout=30)
+    failed = [m for m in done["moves"] if m["status"] == "failed"]
+    assert done["status"] == "failed" and len(failed) == 1, done
+    assert done["reason"] == f"1 of 3 moves failed; the host still holds 1 VM(s): {failed[0]['vm_id']}"
+    assert hosts_of(world)["hv3"]["usage"]["vms"] == 1 and hosts_of(world)["hv3"]["state"] == "maintenance"
+    assert world.operator.get(f"/v1/operations/{done['operation_id']}").get_json()["status"] == "failed"
+    assert len(vms) == 3
+    assert_db_matches_hypervisors(world)
 
 
 def test_maintenance_is_refused_while_pinned_vms_live_there(world: World) -> None:
