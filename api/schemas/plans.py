@@ -42,7 +42,9 @@ class Plan(Schema):
     id = fields.String()
     kind = fields.String()
     origin = fields.String()
-    status = fields.String()
+    status = fields.String(metadata={"description": (
+        "draft | approved | running | succeeded (no move failed; a drained host is empty) | failed (a move "
+        "failed, whatever on_failure said, or a drained host still holds VMs: see reason) | cancelled | discarded")})
     host_id = fields.String(allow_none=True)
     budget = fields.Dict()
     on_failure = fields.String()
