@@ -115,7 +115,7 @@ def test_failed_move_policy_stop_versus_continue(world: World) -> None:
         DATACENTER.inject_failure(next(n for n, i in world.hosts.items() if i == first["source_host_id"]),
                                   "migrate", kind="failed", times=1)
         done = run_plan(world, plan)
-        assert (done["status"], done["reason"]) == ("failed", reason), done  # the policy decides what runs, not
+        assert (done["status"], done["reason"]) == ("failed", reason), done  # policy: what runs, not how it ends
         statuses = [m["status"] for m in done["moves"]]
         assert statuses.count("failed") == 1
         failed = next(m for m in done["moves"] if m["status"] == "failed")
