@@ -18,6 +18,7 @@ from placement.improve import improve, order_moves
 from placement.model import ClusterSnapshot
 from placement.moves import StaticTargets, affinity_bound, evaluate_moves, static_targets
 from placement.plan import Budget, Plan, build_plan, ram_column
+from placement.recreate import ruin_recreate
 from placement.state import BoolArray, Compiled, State
 
 #: Above this many (VM x host) pairs per step, sources are limited to the hottest hosts.
@@ -34,6 +35,16 @@ MAX_CHUNKS = 8
 SWAP_POOL = 260
 SWAP_POOL_BIG = 200
 SWAP_RUNS = 8
+#: Ruin and recreate (phase 3), on clusters above SMALL pairs: one iteration per RECREATE_PAIRS (VM x host)
+#: pairs, at most RECREATE_ITERS (large clusters: RECREATE_ITERS_BIG); the starting temperature is a
+#: fraction of the mean gain per move of the plan it starts from.
+RECREATE_PAIRS = 50
+RECREATE_ITERS = 2000
+RECREATE_ITERS_BIG = 300
+RECREATE_TEMPERATURE = 0.01
+
+#: A candidate plan: (objective after, moves, RAM copied, ordered (vm, source, target) moves).
+Ranked = tuple[float, int, float, list[tuple[int, int, int]]]
 
 
 def ram_lower_bound_mib(comp: Compiled, mask: BoolArray | None = None) -> float:
@@ -167,7 +178,7 @@ def plan_rebalance(
             improve(state, comp.vm_host, movable, static, cost, max_moves, max_ram, steps, limit, min_gain)
         runs.append(state)
     runs.sort(key=lambda s: s.objective())
-    best: tuple[float, int, float, list[tuple[int, int, int]]] | None = None
+    best: Ranked | None = None
     for state in runs[:SWAP_RUNS]:
         if local_search:
             improve(
@@ -184,18 +195,31 @@ def plan_rebalance(
                 swap_pool=SWAP_POOL_BIG if big else SWAP_POOL,
                 chains=not big and pairs > SMALL,
             )
-        moves = order_moves(comp, state.vm_host, movable, comp.rebalance_ok, min_gain)
-        after = _replayed_objective(comp, moves)
-        copied = float(sum(cost[v] for v, _, _ in moves))
-        key = (round(after, 12), len(moves), copied, moves)
-        if best is None or key[:3] < best[:3]:
-            best = key
+        best = _better(best, _ranked(comp, state, movable, cost, min_gain))
     assert best is not None
+    if local_search and best[3] and pairs > SMALL:
+        # Phase 3: ruin and recreate on the best plan, with a temperature of a fraction of its mean gain.
+        state = _replayed(comp, best[3])
+        temperature = RECREATE_TEMPERATURE * (base - best[0]) / len(best[3])
+        iterations = RECREATE_ITERS_BIG if big else min(RECREATE_ITERS, pairs // RECREATE_PAIRS)
+        ruin_recreate(state, comp.vm_host, movable, static, cost, max_moves, max_ram, iterations, temperature)
+        best = _better(best, _ranked(comp, state, movable, cost, min_gain))
     return build_plan(comp, best[3], budget.max_per_host)
 
 
-def _replayed_objective(comp: Compiled, moves: list[tuple[int, int, int]]) -> float:
+def _ranked(comp: Compiled, state: State, movable: BoolArray, cost: np.ndarray, min_gain: float) -> Ranked:
+    """The ordered moves towards ``state``'s placement, keyed by (objective, moves, RAM copied)."""
+    moves = order_moves(comp, state.vm_host, movable, comp.rebalance_ok, min_gain)
+    after = _replayed(comp, moves).objective()
+    return round(after, 12), len(moves), float(sum(cost[v] for v, _, _ in moves)), moves
+
+
+def _better(a: Ranked | None, b: Ranked) -> Ranked:
+    return b if a is None or b[:3] < a[:3] else a
+
+
+def _replayed(comp: Compiled, moves: list[tuple[int, int, int]]) -> State:
     state = State(comp)
     for vm, _, tgt in moves:
         state.move(vm, tgt)
-    return state.objective()
+    return state
