@@ -7,6 +7,10 @@ balance) and the best final objective wins. Every step only considers moves feas
 by the previous ones, each VM moves at most once, pinned VMs and hosts excluded from rebalance never take
 part. On large clusters the sources are limited to the hosts furthest from the mean (hottest first),
 widening the search when those offer no valid move.
+
+Then local search on the end state (:mod:`placement.improve`), and on clusters above ``SMALL`` pairs a
+ruin-and-recreate phase on the best plan (:mod:`placement.recreate`). Every candidate end state is turned
+into a feasible order and judged by the objective of that order replayed.
 """
 
 from __future__ import annotations
