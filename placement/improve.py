@@ -20,7 +20,7 @@ import numpy as np
 
 from placement.chains import best_chain
 from placement.filters import Candidate, evaluate
-from placement.moves import StaticTargets, evaluate_moves
+from placement.moves import SearchLimits, StaticTargets, evaluate_moves
 from placement.state import EPS, BoolArray, Compiled, FloatArray, IntArray, State
 from placement.swaps import Swap, apply_swap, swap_candidates, swap_feasible
 
@@ -66,15 +66,9 @@ def _best(
 
 def improve(
     state: State,
-    origin: IntArray,
-    movable: BoolArray,
-    static: StaticTargets,
-    cost: FloatArray,
-    max_moves: int,
-    max_ram: float,
+    lim: SearchLimits,
     max_steps: int,
     candidate_limit: int,
-    min_gain: float,
     swap_pool: int = 0,
     chains: bool = False,
 ) -> None:
@@ -85,14 +79,13 @@ def improve(
     moved VM, make the best new move instead"; then (``chains``) a two-move chain where one VM makes room
     for another. Stops when a round finds nothing or after ``max_steps``.
     """
+    origin, movable, cost = lim.origin, lim.movable, lim.cost
     steps = 0
     while steps < max_steps:
-        steps += _singles(
-            state, origin, movable, static, cost, max_moves, max_ram, max_steps - steps, candidate_limit, min_gain
-        )
+        steps += _singles(state, lim, max_steps - steps, candidate_limit)
         away = (state.vm_host != origin) & movable
-        moves_left = max_moves - int(away.sum())
-        ram_left = max_ram - float(cost[away].sum())
+        moves_left = lim.max_moves - int(away.sum())
+        ram_left = lim.max_ram - float(cost[away].sum())
         current = state.objective_fast()
         moved = np.flatnonzero(away)
         home = np.flatnonzero(movable & ~away)
@@ -103,46 +96,44 @@ def improve(
             pool = np.concatenate([moved, home])
             if len(pool) > swap_pool:
                 pool = np.sort(_hottest(state, pool, swap_pool))
-            swaps = swap_candidates(state, pool, static, origin, cost, moves_left, ram_left, current, min_gain)
+            swaps = swap_candidates(
+                state, pool, lim.static, origin, cost, moves_left, ram_left, current, lim.min_gain
+            )
         steps += 1
         if swaps:
             _g, a, b, _extra = swaps[0]
             apply_swap(state, a, b)
             if state.objective_fast() < current - IMPROVE_EPS:
-                _more_swaps(state, swaps, (a, b), origin, movable, cost, max_moves, max_ram, min_gain)
+                _more_swaps(state, lim, swaps, (a, b))
                 continue
             apply_swap(state, a, b)  # rounding fooled the estimate: undo
-        if _swap_one(state, origin, moved, home, static, cost, current, max_ram, ram_left):
+        if _swap_one(state, lim, moved, home, current, ram_left):
             continue
-        if chains and _chain_one(
-            state, origin, movable, moved, home, static, cost, current, moves_left, ram_left, min_gain
-        ):
+        if chains and _chain_one(state, lim, moved, home, current, moves_left, ram_left):
             continue
         return
 
 
 def _chain_one(
     state: State,
-    origin: IntArray,
-    movable: BoolArray,
+    lim: SearchLimits,
     moved: IntArray,
     home: IntArray,
-    static: StaticTargets,
-    cost: FloatArray,
     current: float,
     moves_left: int,
     ram_left: float,
-    min_gain: float,
 ) -> bool:
     """Apply the best improving two-move chain (v makes room on its host, u takes it), if any."""
     pool = np.concatenate([moved, home])
     us = pool if len(pool) <= CHAIN_U else np.sort(_hottest(state, pool, CHAIN_U))
-    vs = np.flatnonzero(movable)
+    vs = np.flatnonzero(lim.movable)
     n_hosts = len(state.c.host_ids)
     cap_v = max(1, CHAIN_CELLS // max(len(us) * n_hosts, 1))
     if len(vs) > cap_v:
         vs = np.sort(_hottest(state, vs, cap_v))
-    chain = best_chain(state, us, vs, static, origin, cost, moves_left, ram_left, current, min_gain)
+    chain = best_chain(
+        state, us, vs, lim.static, lim.origin, lim.cost, moves_left, ram_left, current, lim.min_gain
+    )
     if chain is None:
         return False
     _gain, u, v, y, _extra = chain
@@ -157,24 +148,14 @@ def _chain_one(
     return False
 
 
-def _singles(
-    state: State,
-    origin: IntArray,
-    movable: BoolArray,
-    static: StaticTargets,
-    cost: FloatArray,
-    max_moves: int,
-    max_ram: float,
-    max_steps: int,
-    candidate_limit: int,
-    min_gain: float,
-) -> int:
+def _singles(state: State, lim: SearchLimits, max_steps: int, candidate_limit: int) -> int:
+    origin, movable, static, cost = lim.origin, lim.movable, lim.static, lim.cost
     steps = 0
     while steps < max_steps:
         steps += 1
         away = (state.vm_host != origin) & movable
-        moves_left = max_moves - int(away.sum())
-        ram_left = max_ram - float(cost[away].sum())
+        moves_left = lim.max_moves - int(away.sum())
+        ram_left = lim.max_ram - float(cost[away].sum())
         current = state.objective_fast()
         moved = np.flatnonzero(away)
         best = _best(state, moved, static, None, origin, current, moves_left, ram_left, cost)
@@ -183,7 +164,7 @@ def _singles(
             if len(home) > candidate_limit:
                 home = _hottest(state, home, candidate_limit)
             new = _best(state, home, static, None, origin, current, moves_left, ram_left, cost)
-            if new is not None and new[0] >= min_gain and (best is None or new[0] > best[0]):
+            if new is not None and new[0] >= lim.min_gain and (best is None or new[0] > best[0]):
                 best = new
         if best is None:
             break
@@ -191,17 +172,7 @@ def _singles(
     return steps
 
 
-def _more_swaps(
-    state: State,
-    swaps: list[Swap],
-    done: tuple[int, int],
-    origin: IntArray,
-    movable: BoolArray,
-    cost: FloatArray,
-    max_moves: int,
-    max_ram: float,
-    min_gain: float,
-) -> None:
+def _more_swaps(state: State, lim: SearchLimits, swaps: list[Swap], done: tuple[int, int]) -> None:
     """Apply further swaps from the same evaluation on untouched hosts, each re-checked exactly."""
     touched = {int(state.vm_host[done[0]]), int(state.vm_host[done[1]])}
     for _g, a, b, extra in swaps[1:]:
@@ -211,9 +182,9 @@ def _more_swaps(
         before = state.objective_fast()
         apply_swap(state, a, b)
         gain = before - state.objective_fast()
-        away = (state.vm_host != origin) & movable
-        over = int(away.sum()) > max_moves or float(cost[away].sum()) > max_ram + 1e-9
-        if over or gain <= IMPROVE_EPS or (extra > 0 and gain < min_gain * extra):
+        away = (state.vm_host != lim.origin) & lim.movable
+        over = int(away.sum()) > lim.max_moves or float(lim.cost[away].sum()) > lim.max_ram + 1e-9
+        if over or gain <= IMPROVE_EPS or (extra > 0 and gain < lim.min_gain * extra):
             apply_swap(state, a, b)  # undo: they trade places back
             continue
         touched.update((ha, hb))
@@ -228,17 +199,10 @@ def _hottest(state: State, vms: IntArray, limit: int) -> IntArray:
 
 
 def _swap_one(
-    state: State,
-    origin: IntArray,
-    moved: IntArray,
-    home: IntArray,
-    static: StaticTargets,
-    cost: FloatArray,
-    current: float,
-    max_ram: float,
-    ram_left: float,
+    state: State, lim: SearchLimits, moved: IntArray, home: IntArray, current: float, ram_left: float
 ) -> bool:
     """Undo the moved VM whose undo hurts least, then make the best new move; keep it if better."""
+    origin, static, cost = lim.origin, lim.static, lim.cost
     if len(moved) == 0 or len(home) == 0:
         return False
     valid, after = evaluate_moves(state, moved, static)

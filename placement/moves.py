@@ -22,6 +22,23 @@ class StaticTargets:
     has_anti: BoolArray  # (V,) the VM is in at least one anti-affinity group
 
 
+@dataclass(frozen=True)
+class SearchLimits:
+    """What a search on a rebalance end state may do: which VMs may move, where, and the budget.
+
+    A VM away from ``origin`` (the snapshot's placement) counts one move and its ``cost`` (RAM, MiB)
+    against ``max_moves`` / ``max_ram``; a new move must gain at least ``min_gain``.
+    """
+
+    origin: IntArray
+    movable: BoolArray
+    static: StaticTargets
+    cost: FloatArray
+    max_moves: int
+    max_ram: float
+    min_gain: float
+
+
 def static_targets(comp: Compiled, hosts_ok: BoolArray) -> StaticTargets:
     keys: dict[tuple[str, tuple[str, ...] | None], int] = {}
     rows: list[BoolArray] = []

@@ -20,7 +20,7 @@ import numpy as np
 from placement.errors import PlacementInputError
 from placement.improve import improve, order_moves
 from placement.model import ClusterSnapshot
-from placement.moves import StaticTargets, affinity_bound, evaluate_moves, static_targets
+from placement.moves import SearchLimits, StaticTargets, affinity_bound, evaluate_moves, static_targets
 from placement.plan import Budget, Plan, build_plan, ram_column
 from placement.recreate import ruin_recreate
 from placement.state import BoolArray, Compiled, State
@@ -175,12 +175,13 @@ def plan_rebalance(
     pairs = len(comp.vm_ids) * len(comp.host_ids)
     if alphas is None:
         alphas = (0.0,) if big else SMALL_ALPHAS if pairs <= SMALL else DEFAULT_ALPHAS
+    lim = SearchLimits(comp.vm_host, movable, static, cost, max_moves, max_ram, min_gain)
     runs: list[State] = []
     for alpha in alphas or (0.0,):
         lam = alpha * base / lb if lb > 0 else 0.0
         state = _greedy(comp, budget, static, movable, lam, min_gain)
         if local_search:
-            improve(state, comp.vm_host, movable, static, cost, max_moves, max_ram, steps, limit, min_gain)
+            improve(state, lim, steps, limit)
         runs.append(state)
     runs.sort(key=lambda s: s.objective())
     best: Ranked | None = None
@@ -188,15 +189,9 @@ def plan_rebalance(
         if local_search:
             improve(
                 state,
-                comp.vm_host,
-                movable,
-                static,
-                cost,
-                max_moves,
-                max_ram,
+                lim,
                 steps,
                 limit,
-                min_gain,
                 swap_pool=SWAP_POOL_BIG if big else SWAP_POOL,
                 chains=not big and pairs > SMALL,
             )
@@ -207,7 +202,7 @@ def plan_rebalance(
         state = _replayed(comp, best[3])
         temperature = RECREATE_TEMPERATURE * (base - best[0]) / len(best[3])
         iterations = RECREATE_ITERS_BIG if big else min(RECREATE_ITERS, pairs // RECREATE_PAIRS)
-        ruin_recreate(state, comp.vm_host, movable, static, cost, max_moves, max_ram, iterations, temperature)
+        ruin_recreate(state, lim, iterations, temperature)
         best = _better(best, _ranked(comp, state, movable, cost, min_gain))
     return build_plan(comp, best[3], budget.max_per_host)
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from placement.moves import StaticTargets
+from placement.moves import SearchLimits
 from placement.state import EPS, BoolArray, FloatArray, IntArray, State
 
 RUIN_MOVED = 8
@@ -67,18 +67,11 @@ def _drop(state: State, vm: int, host: int, budget: _Budget, origin: IntArray, c
         budget.ram += float(cost[vm])
 
 
-def _targets(
-    state: State,
-    vm: int,
-    static: StaticTargets,
-    origin: IntArray,
-    cost: FloatArray,
-    budget: _Budget,
-    limits: tuple[int, float],
-) -> BoolArray:
+def _targets(state: State, vm: int, lim: SearchLimits, budget: _Budget) -> BoolArray:
     """Hosts the lifted ``vm`` may land on now."""
     c = state.c
-    valid = static.masks[static.key_of_vm[vm]].copy()
+    origin = lim.origin
+    valid = lim.static.masks[lim.static.key_of_vm[vm]].copy()
     valid[origin[vm]] = True  # going home is always allowed (capacity permitting)
     room = budget.cap - state.alloc
     if c.hard.all():
@@ -87,29 +80,19 @@ def _targets(
         valid &= ((c.vm_demand[vm][None, :] <= room) | ~c.hard[None, :]).all(axis=1)
     if c.vm_anti[vm]:
         valid[state.anti_blocked(c.vm_anti[vm])] = False
-    max_moves, max_ram = limits
-    if budget.moves >= max_moves or budget.ram + float(cost[vm]) > max_ram + 1e-9:
+    if budget.moves >= lim.max_moves or budget.ram + float(lim.cost[vm]) > lim.max_ram + 1e-9:
         home = valid[origin[vm]]
         valid[:] = False
         valid[origin[vm]] = home
     return valid
 
 
-def ruin_recreate(
-    state: State,
-    origin: IntArray,
-    movable: BoolArray,
-    static: StaticTargets,
-    cost: FloatArray,
-    max_moves: int,
-    max_ram: float,
-    iterations: int,
-    temperature: float,
-) -> None:
+def ruin_recreate(state: State, lim: SearchLimits, iterations: int, temperature: float) -> None:
     """Search the neighbourhood of ``state`` for ``iterations`` steps; leave the best state found in it."""
     c = state.c
     if state.n == 0 or iterations <= 0:
         return
+    origin, movable, cost = lim.origin, lim.movable, lim.cost
     rng = np.random.default_rng(SEED)
     budget = _Budget(state, origin, movable, cost)
     current = state.objective_fast()
@@ -128,7 +111,7 @@ def ruin_recreate(
         was = np.array([_lift(state, int(v), budget, origin, cost) for v in lifted], dtype=np.int64)
         placed: list[int] = []
         for v in lifted[np.argsort(-cost[lifted], kind="stable")]:
-            valid = _targets(state, int(v), static, origin, cost, budget, (max_moves, max_ram))
+            valid = _targets(state, int(v), lim, budget)
             if not valid.any():
                 break
             host = int(np.argmin(np.where(valid, _insert_after(state, c.vm_demand[v]), np.inf)))

@@ -10,7 +10,7 @@ from pl_strategies import clusters
 
 import placement.rebalance as rebalance
 from placement import Budget, ClusterSnapshot, plan_rebalance, replay
-from placement.moves import affinity_bound, static_targets
+from placement.moves import SearchLimits, affinity_bound, static_targets
 from placement.recreate import ruin_recreate
 from placement.state import EPS, Compiled, State
 
@@ -28,7 +28,8 @@ def _search(comp: Compiled, state: State, max_moves: int, max_ram: float, iterat
     movable = comp.rebalance_ok[comp.vm_host] & ~comp.pinned & ~affinity_bound(comp)
     static = static_targets(comp, comp.rebalance_ok)
     cost = comp.vm_demand[:, comp.resources.index("ram_mib")]
-    ruin_recreate(state, comp.vm_host, movable, static, cost, max_moves, max_ram, iterations, 0.01)
+    lim = SearchLimits(comp.vm_host, movable, static, cost, max_moves, max_ram, 0.0)
+    ruin_recreate(state, lim, iterations, 0.01)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
