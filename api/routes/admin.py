@@ -8,7 +8,7 @@ from flask import Response, jsonify, url_for
 from flask_smorest import Blueprint
 from marshmallow import fields
 
-from api.http import etag_of, if_match, principal
+from api.http import etag_of, if_match, operator_only, operators_only, principal
 from api.idempotency import idempotent
 from api.schemas import admin as s
 from api.schemas import plans as ps
@@ -17,13 +17,15 @@ from api.schemas.common import PageArgs, StrictSchema, page, page_schema
 from controlplane.models import Host, Tenant
 from controlplane.services import catalog, hosts, identity, reconcile, tenants
 
-hosts_bp = Blueprint("hosts", __name__, url_prefix="/v1/hosts", description="Hypervisor hosts (operators)")
+hosts_bp = operators_only(
+    Blueprint("hosts", __name__, url_prefix="/v1/hosts", description="Hypervisor hosts (operators)"))
 tenants_bp = Blueprint("tenants", __name__, url_prefix="/v1/tenants", description="Municipalities (operators)")
 users_bp = Blueprint("users", __name__, url_prefix="/v1/users", description="Users")
 tokens_bp = Blueprint("tokens", __name__, url_prefix="/v1/tokens", description="API tokens")
-reconcile_bp = Blueprint("reconcile", __name__, url_prefix="/v1/reconcile",
-                         description="Database vs hypervisors drift (operators)")
-flavor_admin_bp = Blueprint("flavor_admin", __name__, url_prefix="/v1/flavors", description="Flavors (operators)")
+reconcile_bp = operators_only(Blueprint("reconcile", __name__, url_prefix="/v1/reconcile",
+                                        description="Database vs hypervisors drift (operators)"))
+flavor_admin_bp = operators_only(
+    Blueprint("flavor_admin", __name__, url_prefix="/v1/flavors", description="Flavors (operators)"))
 
 
 def _with_etag(body: Any, version: int, status: int = 200, location: str | None = None) -> Response:
@@ -81,7 +83,6 @@ def get_host(host_id: str) -> Response:
 @hosts_bp.response(200, s.Host)
 def update_host(args: dict[str, Any], host_id: str) -> Response:
     """Change a host (needs `If-Match`). `{"state": "maintenance"}` stops new placements on it."""
-    tenants.require_operator(principal())  # 403 before 428 for non-operators
     h = hosts.update_host(principal(), host_id, args, if_match(required=True))
     return _with_etag(_host_body(h), h.version)
 
@@ -105,6 +106,7 @@ def delete_host(host_id: str) -> None:
 # --- tenants (municipalities) --------------------------------------------------------------------------
 
 @tenants_bp.route("", methods=["POST"])
+@operator_only
 @idempotent
 @tenants_bp.arguments(s.TenantCreate)
 @tenants_bp.response(201, s.Tenant)
@@ -114,6 +116,7 @@ def create_tenant(args: dict[str, Any]) -> Response:
 
 
 @tenants_bp.route("", methods=["GET"])
+@operator_only
 @tenants_bp.arguments(PageArgs, location="query")
 @tenants_bp.response(200, page_schema(s.Tenant, "TenantPage"))
 def list_tenants(args: dict[str, Any]) -> dict[str, Any]:
@@ -129,11 +132,11 @@ def get_tenant(tenant_id: str) -> Response:
 
 
 @tenants_bp.route("/<tenant_id>", methods=["PATCH"])
+@operator_only
 @tenants_bp.arguments(s.TenantUpdate)
 @tenants_bp.response(200, s.Tenant)
 def update_tenant(args: dict[str, Any], tenant_id: str) -> Response:
     """Change name or quotas (needs `If-Match`). Lowering a quota below use keeps existing VMs."""
-    tenants.require_operator(principal())
     t = tenants.update_tenant(principal(), tenant_id, args, if_match(required=True))
     return _with_etag(s.Tenant().dump(t), t.version)
 
@@ -202,5 +205,4 @@ class ReconcileArgs(StrictSchema):
 @reconcile_bp.response(200)
 def run_reconcile(args: dict[str, Any]) -> Any:
     """Compare the database with every host's inventory now; fix what is safe unless `dry_run`."""
-    tenants.require_operator(principal())
     return reconcile.reconcile(fix=not args["dry_run"]).as_dict()

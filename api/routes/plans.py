@@ -7,7 +7,7 @@ from typing import Any
 from flask import Response, jsonify, url_for
 from flask_smorest import Blueprint
 
-from api.http import etag_of, if_match, principal
+from api.http import etag_of, if_match, operators_only, principal
 from api.idempotency import idempotent
 from api.schemas import plans as s
 from api.schemas.common import page, page_schema
@@ -15,8 +15,8 @@ from controlplane.models import Plan
 from controlplane.services import plans
 from controlplane.services.plans import BudgetData
 
-bp = Blueprint("plans", __name__, url_prefix="/v1/plans",
-               description="Rebalancing and drain plans (operators) / Planes de rebalanceo y vaciado")
+bp = operators_only(Blueprint("plans", __name__, url_prefix="/v1/plans",
+                             description="Rebalancing and drain plans (operators) / Planes de rebalanceo y vaciado"))
 
 
 def data(plan: Plan, with_moves: bool = True) -> dict[str, Any]:

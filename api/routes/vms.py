@@ -8,7 +8,7 @@ from flask import Response, jsonify, url_for
 from flask_smorest import Blueprint
 from marshmallow import fields, validate
 
-from api.http import etag_of, if_match, principal
+from api.http import etag_of, if_match, operator_only, principal
 from api.idempotency import idempotent
 from api.schemas import plans as ps
 from api.schemas import tenant as s
@@ -106,6 +106,7 @@ def stop_vm(vm_id: str) -> Response:
 
 
 @bp.route("/<vm_id>/migrate", methods=["POST"])
+@operator_only
 @idempotent
 @bp.arguments(MigrateArgs)
 @bp.response(202, s.Operation)
