@@ -6,7 +6,9 @@ The tests talk to it over HTTP only, like a municipality or an operator would.
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -72,6 +74,13 @@ class Stack:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the test process dies (Linux PR_SET_PDEATHSIG), so that a killed
+    test run leaves no worker behind to take the next run's tasks from the shared Redis broker."""
+    with suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+
+
 def _run(args: list[str], env: dict[str, str]) -> str:
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, f"{args} failed: {done.stdout}\n{done.stderr}"
@@ -101,7 +110,8 @@ def running_stack(tmp: Path, broker_url: str, extra_env: dict[str, str] | None =
         try:
             for name, cmd in commands.items():
                 out = (tmp / f"{name}.log").open("wb")
-                stack.procs[name] = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+                stack.procs[name] = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                                     preexec_fn=_die_with_parent)
             deadline = time.monotonic() + 60
             while True:
                 with suppress(requests.ConnectionError):
