@@ -65,7 +65,7 @@ class Client:
         except urllib.error.HTTPError as exc:
             raise problem_of(exc) from None
         except OSError as exc:  # URLError, refused, reset, timeout
-            reason = getattr(exc, "reason", None) or exc or type(exc).__name__
+            reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
             raise ApiError(f"Cannot reach the API at {self.base} / No se puede conectar con la API",
                            f"{reason}. Check --url or CONFLUENCIA_URL.") from None
         return json.loads(raw) if raw else None

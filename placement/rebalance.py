@@ -195,7 +195,7 @@ def plan_rebalance(
                 swap_pool=SWAP_POOL_BIG if big else SWAP_POOL,
                 chains=not big and pairs > SMALL,
             )
-        best = _better(best, _ranked(comp, state, movable, cost, min_gain))
+        best = _better(best, _ranked(comp, state, lim))
     assert best is not None
     if local_search and best[3] and pairs > SMALL:
         # Phase 3: ruin and recreate on the best plan, with a temperature of a fraction of its mean gain.
@@ -203,15 +203,15 @@ def plan_rebalance(
         temperature = RECREATE_TEMPERATURE * (base - best[0]) / len(best[3])
         iterations = RECREATE_ITERS_BIG if big else min(RECREATE_ITERS, pairs // RECREATE_PAIRS)
         ruin_recreate(state, lim, iterations, temperature)
-        best = _better(best, _ranked(comp, state, movable, cost, min_gain))
+        best = _better(best, _ranked(comp, state, lim))
     return build_plan(comp, best[3], budget.max_per_host)
 
 
-def _ranked(comp: Compiled, state: State, movable: BoolArray, cost: np.ndarray, min_gain: float) -> Ranked:
+def _ranked(comp: Compiled, state: State, lim: SearchLimits) -> Ranked:
     """The ordered moves towards ``state``'s placement, keyed by (objective, moves, RAM copied)."""
-    moves = order_moves(comp, state.vm_host, movable, comp.rebalance_ok, min_gain)
+    moves = order_moves(comp, state.vm_host, lim.movable, comp.rebalance_ok, lim.min_gain)
     after = _replayed(comp, moves).objective()
-    return round(after, 12), len(moves), float(sum(cost[v] for v, _, _ in moves)), moves
+    return round(after, 12), len(moves), float(sum(lim.cost[v] for v, _, _ in moves)), moves
 
 
 def _better(a: Ranked | None, b: Ranked) -> Ranked:

@@ -21,21 +21,12 @@ from __future__ import annotations
 import numpy as np
 
 from placement.moves import SearchLimits
+from placement.scorers import objective_after_add
 from placement.state import EPS, BoolArray, FloatArray, IntArray, State
 
 RUIN_MOVED = 8
 RUIN_HOME = 8
 SEED = 0
-
-
-def _insert_after(state: State, demand: FloatArray) -> FloatArray:
-    """Objective after adding ``demand`` to each host (the VM being out of the cluster)."""
-    c = state.c
-    du = demand[None, :] * c.inv_cap * c.schedulable[:, None]
-    s1 = state.s1[None, :] + du
-    s2 = state.s2[None, :] + du * (2.0 * state.util + du)
-    mean = s1 / state.n
-    return np.asarray(np.sqrt(np.maximum(s2 / state.n - mean * mean, 0.0)) @ c.weights, dtype=np.float64)
 
 
 class _Budget:
@@ -94,6 +85,7 @@ def ruin_recreate(state: State, lim: SearchLimits, iterations: int, temperature:
         return
     origin, movable, cost = lim.origin, lim.movable, lim.cost
     rng = np.random.default_rng(SEED)
+    every_host = np.arange(len(c.host_ids))
     budget = _Budget(state, origin, movable, cost)
     current = state.objective_fast()
     best, best_host = current, state.vm_host.copy()
@@ -114,7 +106,8 @@ def ruin_recreate(state: State, lim: SearchLimits, iterations: int, temperature:
             valid = _targets(state, int(v), lim, budget)
             if not valid.any():
                 break
-            host = int(np.argmin(np.where(valid, _insert_after(state, c.vm_demand[v]), np.inf)))
+            after = objective_after_add(state, c.vm_demand[v], every_host)  # v is out of the cluster
+            host = int(np.argmin(np.where(valid, after, np.inf)))
             _drop(state, int(v), host, budget, origin, cost)
             placed.append(int(v))
         new = state.objective_fast() if len(placed) == len(lifted) else np.inf
