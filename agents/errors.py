@@ -1,4 +1,21 @@
-"""Driver exception types. Every driver maps its native errors onto these."""
+"""Driver exception types. Every driver maps its native errors onto these.
+
+Our exception hierarchy::
+
+    DriverError                 a hypervisor operation failed; ``host`` and the native ``code`` say where and why
+    ├── NotFound                the domain (VM) does not exist on this host
+    ├── AlreadyExists           a domain with that identity exists (and is not ours, or differs)
+    ├── InvalidState            the domain's state does not allow the operation
+    │   └── Locked              transient: the Proxmox VM config or its lock file is busy
+    │                           (lives in agents.proxmox_client; retried there by ``Client.retry_locked``)
+    ├── OperationTimeout        transient: not finished in time; its outcome must be re-checked
+    ├── ConnectionFailed        transient: the host (daemon, API endpoint) cannot be reached
+    └── InvalidURI              a connection URI or a driver option is malformed, or the driver kind unknown
+
+``transient`` is a class attribute: True for ``OperationTimeout``, ``ConnectionFailed`` and ``Locked`` (a retry
+may succeed), False for the others. Native errors are mapped in :mod:`agents.libvirt_errors` (libvirt, by
+symbolic code) and :func:`agents.proxmox_client.translate` (proxmoxer and requests).
+"""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ _lock = threading.Lock()
 
 
 def _libvirt() -> Any:
-    import libvirt
+    import libvirt  # optional extra: only hosts that use the libvirt driver need libvirt-python
 
     silence_libvirt()
     return libvirt

@@ -32,6 +32,7 @@ from agents.base import (
 from agents.errors import AlreadyExists, ConnectionFailed, DriverError, InvalidState, NotFound
 from agents.libvirt_conn import call, connection, drop
 from agents.libvirt_errors import map_error
+from agents.libvirt_migrate import run_migration
 from agents.libvirt_uri import validate_qemu_uri
 from agents.libvirt_xml import (
     METADATA_NS,
@@ -72,7 +73,7 @@ class LibvirtDriver:
 
     @staticmethod
     def _lv() -> Any:
-        import libvirt
+        import libvirt  # optional extra: only hosts that use the libvirt driver need libvirt-python
 
         return libvirt
 
@@ -282,8 +283,6 @@ class LibvirtDriver:
         timeout_s: float = 600.0,
         progress: ProgressCallback | None = None,
     ) -> MigrationResult:
-        from agents.libvirt_migrate import run_migration
-
         if not isinstance(target, LibvirtDriver):
             raise InvalidState(f"cannot migrate from libvirt to {target.kind}", host=self.uri)
         if target.uri == self.uri:

@@ -20,7 +20,7 @@ def silence_libvirt() -> None:
     """Stop libvirt-python from printing every error on stderr (we raise them instead)."""
     global _silenced
     if not _silenced:
-        import libvirt
+        import libvirt  # optional extra: only hosts that use the libvirt driver need libvirt-python
 
         def _ignore(_ctx: object, _err: object) -> None:
             return None
@@ -30,7 +30,7 @@ def silence_libvirt() -> None:
 
 
 def _codes(names: tuple[str, ...]) -> frozenset[int]:
-    import libvirt
+    import libvirt  # optional extra: only hosts that use the libvirt driver need libvirt-python
 
     return frozenset(getattr(libvirt, f"VIR_ERR_{n}") for n in names if hasattr(libvirt, f"VIR_ERR_{n}"))
 
@@ -44,7 +44,7 @@ CONNECTION = ("NO_CONNECT", "SYSTEM_ERROR", "RPC", "AUTH_FAILED", "INVALID_CONN"
 
 def error_name(exc: Any) -> str:
     """The symbolic name of a libvirtError's code, e.g. ``NO_DOMAIN``."""
-    import libvirt
+    import libvirt  # optional extra: only hosts that use the libvirt driver need libvirt-python
 
     code = exc.get_error_code()
     for name in dir(libvirt):

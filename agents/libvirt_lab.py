@@ -30,6 +30,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from agents.libvirt_errors import silence_libvirt
+
 DEFAULT_PREFIX = "cflab"
 DEFAULT_STATE_DIR = Path("/tmp/confluencia-lab")
 HOME_ROOT = Path("/var/tmp/confluencia-lab-homes")
@@ -68,7 +70,7 @@ def missing_requirements() -> str | None:
         if shutil.which(binary) is None:
             return f"{binary} is not installed (run .ci/system-deps.sh as root)"
     try:
-        import libvirt  # noqa: F401
+        import libvirt  # noqa: F401  # optional extra: the lab only checks that libvirt-python is installed
     except ImportError:
         return "libvirt-python is not installed (pip install -e '.[libvirt]')"
     return None
@@ -266,7 +268,7 @@ class Lab:
 
     @staticmethod
     def _answers(h: LabHost) -> bool:
-        import libvirt
+        import libvirt  # optional extra: only a machine that runs the lab needs libvirt-python
 
         try:
             conn = libvirt.open(h.uri)
@@ -282,8 +284,6 @@ class Lab:
                 conn.close()
 
     def _wait_answers(self, h: LabHost, deadline: float) -> None:
-        from agents.libvirt_errors import silence_libvirt
-
         silence_libvirt()
         while not self._answers(h):
             if not _alive(h.pid, h.pid_start):

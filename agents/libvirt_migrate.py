@@ -43,7 +43,7 @@ def run_migration(
     The destination is the connection object itself (client-managed migration, no PEER2PEER), so a
     ``qemu:///session`` target works: the source daemon never has to resolve the target's URI.
     """
-    import libvirt as lv
+    import libvirt as lv  # optional extra: only hosts that use the libvirt driver need libvirt-python
 
     running = bool(dom.isActive())
     params: dict[str, Any] = {}

@@ -4,21 +4,22 @@ parameters, then waiting for the task (or for the config lock of a create alread
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from agents.base import VMSpec
 from agents.errors import AlreadyExists, DriverError, NotFound, OperationTimeout
 from agents.proxmox_meta import TAG, describe, pve_name
-
-if TYPE_CHECKING:
-    from agents.proxmox_driver import ProxmoxDriver
+from agents.proxmox_node import ProxmoxNode
 
 
 class Creator:
-    def __init__(self, driver: ProxmoxDriver) -> None:
-        self.d = driver
-        self.client = driver.client
-        self.opts = driver.opts
+    """Creates our VM on ``node``; the driver's ``create`` holds the VM's lock around it."""
+
+    def __init__(self, node: ProxmoxNode) -> None:
+        self.node = node
+        self.client = node.client
+        self.opts = node.opts
 
     # ---- templates -------------------------------------------------------------------------------------
     def template(self, spec: VMSpec) -> tuple[str, int] | None:
@@ -32,9 +33,9 @@ class Creator:
             if not res.get("template"):
                 continue
             if str(res.get("vmid")) == ref or res.get("name") == ref:
-                matches.append((res.get("node") != self.d.node, str(res["node"]), int(res["vmid"])))
+                matches.append((res.get("node") != self.node.name, str(res["node"]), int(res["vmid"])))
         if not matches:
-            raise DriverError(f"no Proxmox template {ref!r} in the cluster", host=self.d.uri, code="NO_IMAGE")
+            raise DriverError(f"no Proxmox template {ref!r} in the cluster", host=self.node.uri, code="NO_IMAGE")
         _, node, vmid = min(matches)  # prefer a template on our own node
         return node, vmid
 
@@ -46,12 +47,12 @@ class Creator:
             return self._allocate(spec, key, lambda vmid: self._create_params(spec, vmid))
         # Clones of one template are serialised in this process; other processes meet "can't lock file"
         # and retry with backoff. The lock is held until the clone task is over.
-        with self.d._lock("template", str(template[1])):
+        with self.node.lock("template", str(template[1])):
             vmid = self._allocate(spec, key, lambda vmid: self._clone(spec, template, vmid))
             self.wait(spec, vmid, key)
             return vmid
 
-    def _allocate(self, spec: VMSpec, key: str, start: Any) -> int:
+    def _allocate(self, spec: VMSpec, key: str, start: Callable[[int], object]) -> int:
         candidate = 0
         for _ in range(self.opts.vmid_retries):
             nextid = int(self.client.call("GET", "cluster/nextid"))  # a string on the wire
@@ -62,11 +63,11 @@ class Creator:
                 upid = str(start(candidate))
             except AlreadyExists:  # another client took this VMID between nextid and our create
                 continue
-            self.d.journal.remember(key, upid)
+            self.node.journal.remember(key, upid)
             return candidate
         raise DriverError(
             f"no free VMID for {spec.vm_id!r} after {self.opts.vmid_retries} attempts",
-            host=self.d.uri,
+            host=self.node.uri,
             code="VMID_EXHAUSTED",
         )
 
@@ -85,7 +86,7 @@ class Creator:
         }
         if spec.disk_gib > 0:
             params["scsi0"] = f"{self.opts.storage}:{spec.disk_gib}"
-        return str(self.client.call("POST", f"nodes/{self.d.node}/qemu", **params))
+        return str(self.client.call("POST", f"nodes/{self.node.name}/qemu", **params))
 
     def _clone(self, spec: VMSpec, template: tuple[str, int], vmid: int) -> str:
         node, tvmid = template
@@ -96,8 +97,8 @@ class Creator:
             "full": 1,
             "storage": self.opts.storage,
         }
-        if node != self.d.node:
-            params["target"] = self.d.node
+        if node != self.node.name:
+            params["target"] = self.node.name
         path = f"nodes/{node}/qemu/{tvmid}/clone"
         return str(
             self.client.retry_locked(
@@ -108,10 +109,10 @@ class Creator:
     # ---- completion ------------------------------------------------------------------------------------
     def wait(self, spec: VMSpec, vmid: int, key: str) -> None:
         """Wait for the create/clone task we (or an earlier delivery) started."""
-        upid = self.d.journal.recall(key)
+        upid = self.node.journal.recall(key)
         what = f"create of {spec.vm_id} (VMID {vmid})"
         if upid is None:
-            upid = self.client.active_task(self.d.node, vmid, ("qmcreate",))
+            upid = self.client.active_task(self.node.name, vmid, ("qmcreate",))
         if upid is not None:
             try:
                 self.client.wait_task(upid, self.opts.task_timeout_s, what)
@@ -119,11 +120,11 @@ class Creator:
                 raise
             except DriverError as exc:
                 if exc.code in ("TASK_FAILED", "NO_DOMAIN"):
-                    self.d.journal.forget(key)
+                    self.node.journal.forget(key)
                 if exc.code == "TASK_FAILED":
                     raise
             else:
-                self.d.journal.forget(key)
+                self.node.journal.forget(key)
         self._wait_unlocked(vmid, what)
 
     def _wait_unlocked(self, vmid: int, what: str) -> None:
@@ -132,22 +133,24 @@ class Creator:
         pause = 0.05
         while True:
             try:
-                lock = self.d._config(vmid).get("lock")
+                lock = self.node.config(vmid).get("lock")
             except NotFound:
                 raise DriverError(
-                    f"{what} failed: the VM disappeared (the clone task failed)", host=self.d.uri, code="TASK_FAILED"
+                    f"{what} failed: the VM disappeared (the clone task failed)",
+                    host=self.node.uri,
+                    code="TASK_FAILED",
                 ) from None
             if lock not in ("create", "clone"):
                 return
             if time.monotonic() > deadline:
-                raise OperationTimeout(f"{what}: config still locked ({lock})", host=self.d.uri, code="TASK_TIMEOUT")
+                raise OperationTimeout(f"{what}: config still locked ({lock})", host=self.node.uri, code="TASK_TIMEOUT")
             time.sleep(pause)
             pause = min(pause * 2, self.opts.poll_interval_s)
 
     def finish(self, spec: VMSpec, vmid: int, key: str) -> None:
         """Wait for the task, then give a clone the requested CPUs, RAM and tag (idempotent)."""
         self.wait(spec, vmid, key)
-        cfg = self.d._config(vmid)
+        cfg = self.node.config(vmid)
         cores, sockets = int(cfg.get("cores", 1)), int(cfg.get("sockets", 1))
         memory = str(cfg.get("memory", "512")).split(",")[0].removeprefix("current=")
         wanted: dict[str, Any] = {}
@@ -158,5 +161,5 @@ class Creator:
         if TAG not in str(cfg.get("tags", "")).split(";"):
             wanted["tags"] = ";".join(t for t in (str(cfg.get("tags", "")), TAG) if t)
         if wanted:
-            path = f"nodes/{self.d.node}/qemu/{vmid}/config"
+            path = self.node.qemu(vmid, "/config")
             self.client.retry_locked(lambda: self.client.call("PUT", path, **wanted), f"configure VMID {vmid}")

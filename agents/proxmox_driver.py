@@ -9,48 +9,37 @@ Idempotency: our VM id is kept in the VM's ``name`` and ``description`` (``proxm
 operation returns a UPID that we remember in an :class:`OperationJournal` (in-process by default) and we also
 look for a running task of the VM on the Proxmox side, so a redelivered call waits for the task already
 running instead of starting the operation twice.
+
+What the driver, :mod:`agents.proxmox_create` and :mod:`agents.proxmox_migrate` share (client, options,
+journal, locks, task running, look-ups of our VMs) is one :class:`agents.proxmox_node.ProxmoxNode`, the
+driver's ``pve`` attribute.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import threading
 import time
 import uuid
-from typing import Any, ClassVar
+
+import proxmoxer
 
 from agents.base import DomainInfo, HostFacts, HostUsage, HypervisorDriver, MigrationResult, ProgressCallback, VMSpec
 from agents.errors import AlreadyExists, DriverError, InvalidState, NotFound, OperationTimeout
-from agents.proxmox_client import PROCESS_JOURNAL, Client, OperationJournal
+from agents.proxmox_client import Client, OperationJournal
 from agents.proxmox_create import Creator
-from agents.proxmox_meta import (
-    GIB,
-    MIB,
-    TAG,
-    domain_info,
-    is_candidate,
-    parse_description,
-    pve_name,
-    same_spec,
-)
+from agents.proxmox_meta import GIB, MIB, TAG, domain_info, is_candidate, parse_description, same_spec
 from agents.proxmox_migrate import migrate
+from agents.proxmox_node import Entry, ProxmoxNode
 from agents.proxmox_uri import ProxmoxOptions, parse_uri
-
-Entry = dict[str, Any]
 
 
 class ProxmoxDriver:
     kind = "proxmox"
-    _locks: ClassVar[dict[tuple[str, ...], threading.Lock]] = {}
-    _locks_guard: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, uri: str, *, journal: OperationJournal | None = None, **options: str) -> None:
-        self.uri = uri
-        self.host, self.port, self.node = parse_uri(uri)
-        self.opts = ProxmoxOptions.from_strings(options)
-        self.client = Client(self.host, self.port, self.opts, where=uri)
-        self.journal: OperationJournal = journal or PROCESS_JOURNAL
+        self.pve = ProxmoxNode(uri, journal=journal, **options)
+        self.uri = self.pve.uri  # a plain attribute, as HypervisorDriver declares it
 
     def __repr__(self) -> str:
         return f"ProxmoxDriver(uri={self.uri!r}, token_id={self.opts.token_id!r})"
@@ -61,93 +50,34 @@ class ProxmoxDriver:
     def validate_uri(cls, uri: str) -> None:
         parse_uri(uri)
 
-    # ---- helpers ---------------------------------------------------------------------------------------
-    def _lock(self, *key: str) -> threading.Lock:
-        full = (self.host, str(self.port), *key)
-        with self._locks_guard:
-            return self._locks.setdefault(full, threading.Lock())
+    # ---- what the node holds, under the driver's public names ------------------------------------------
+    @property
+    def host(self) -> str:
+        return self.pve.host
 
-    def _key(self, vm_id: str, op: str) -> str:
-        return f"{self.host}:{self.port}/{self.node}/{vm_id}/{op}"
+    @property
+    def port(self) -> int:
+        return self.pve.port
 
-    def _qemu(self, vmid: int | str, suffix: str = "") -> str:
-        return f"nodes/{self.node}/qemu/{vmid}{suffix}"
+    @property
+    def node(self) -> str:
+        return self.pve.name
 
-    def _entries(self) -> list[Entry]:
-        return list(self.client.call("GET", f"nodes/{self.node}/qemu") or [])
+    @property
+    def opts(self) -> ProxmoxOptions:
+        return self.pve.opts
 
-    def _config(self, vmid: int | str, node: str | None = None) -> Entry:
-        return dict(self.client.call("GET", f"nodes/{node or self.node}/qemu/{vmid}/config"))
+    @property
+    def client(self) -> Client:
+        return self.pve.client
 
-    def _locate(self, vm_id: str) -> tuple[Entry, Entry] | None:
-        """Our VM on this node: its listing entry and config."""
-        name = pve_name(vm_id)
-        for entry in self._entries():
-            if entry.get("name") == name and not entry.get("template"):
-                try:
-                    cfg = self._config(entry["vmid"])
-                except NotFound:  # deleted or migrated meanwhile
-                    continue
-                meta = parse_description(cfg.get("description"))
-                if meta is not None and meta.vm_id == vm_id:
-                    return entry, cfg
-        return None
-
-    def _locate_elsewhere(self, vm_id: str) -> str | None:
-        """The other (online) node of the cluster holding our VM, if any."""
-        name = pve_name(vm_id)
-        for res in self.client.call("GET", "cluster/resources", type="vm") or []:
-            if res.get("name") != name or res.get("node") == self.node or res.get("status") == "unknown":
-                continue
-            try:
-                meta = parse_description(self._config(res["vmid"], res["node"]).get("description"))
-            except (NotFound, DriverError):
-                continue
-            if meta is not None and meta.vm_id == vm_id:
-                return str(res["node"])
-        return None
-
-    def _require(self, vm_id: str) -> tuple[Entry, Entry]:
-        found = self._locate(vm_id)
-        if found is None:
-            raise NotFound(f"VM {vm_id!r} not found on Proxmox node {self.node}", host=self.uri, code="NO_DOMAIN")
-        return found
+    @property
+    def journal(self) -> OperationJournal:
+        return self.pve.journal
 
     def _info(self, vm_id: str) -> DomainInfo:
-        entry, cfg = self._require(vm_id)
+        entry, cfg = self.pve.require(vm_id)
         return domain_info(entry, cfg)
-
-    def _run_task(
-        self,
-        key: str,
-        what: str,
-        vmid: int,
-        kinds: tuple[str, ...],
-        timeout_s: float,
-        launch: Any,
-        progress: ProgressCallback | None = None,
-    ) -> bool:
-        """Resume the remembered/running task of ``kinds`` or launch one, then wait. True when resumed."""
-        upid = self.journal.recall(key) or self.client.active_task(self.node, vmid, kinds)
-        resumed = upid is not None
-        if upid is None:
-            upid = str(launch())
-            self.journal.remember(key, upid)
-        try:
-            self.client.wait_task(upid, timeout_s, what, progress)
-        except NotFound:  # the journal named a task the cluster forgot: start over
-            self.journal.forget(key)
-            if not resumed:
-                raise
-            return self._run_task(key, what, vmid, kinds, timeout_s, launch, progress)
-        except OperationTimeout:
-            raise  # keep the UPID: the retry resumes waiting on it
-        except DriverError as exc:
-            if exc.code == "TASK_FAILED":
-                self.journal.forget(key)
-            raise
-        self.journal.forget(key)
-        return resumed
 
     # ---- facts -----------------------------------------------------------------------------------------
     def host_facts(self) -> HostFacts:
@@ -156,8 +86,6 @@ class ProxmoxDriver:
         for res in self.client.call("GET", "cluster/resources", type="storage") or []:
             if res.get("node") == self.node and res.get("storage") == self.opts.storage and res.get("maxdisk"):
                 disk = int(res["maxdisk"]) // GIB
-        import proxmoxer
-
         return HostFacts(
             hostname=self.node,
             vcpus=int(status["cpuinfo"]["cpus"]),
@@ -183,14 +111,14 @@ class ProxmoxDriver:
             cfg = None
             if is_candidate(entry) or TAG in str(entry.get("tags", "")):
                 try:
-                    cfg = self._config(entry["vmid"])
+                    cfg = self.pve.config(entry["vmid"])
                 except NotFound:
                     continue
             out.append(domain_info(entry, cfg))
         return out
 
     def host_usage(self) -> HostUsage:
-        running = self._domains([e for e in self._entries() if e.get("status") == "running"])
+        running = self._domains([e for e in self.pve.entries() if e.get("status") == "running"])
         return HostUsage(
             running_domains=len(running),
             vcpus_used=sum(d.vcpus for d in running),
@@ -200,40 +128,30 @@ class ProxmoxDriver:
 
     def get(self, vm_id: str) -> DomainInfo | None:
         """Ours by id; else a foreign VM named exactly ``vm_id`` (as ``list_domains`` reports it)."""
-        found = self._locate(vm_id)
-        if found:
-            return domain_info(*found)
-        foreign = self._foreign(vm_id)
-        return domain_info(foreign, None) if foreign else None
-
-    def _foreign(self, name: str) -> Entry | None:
-        for entry in self._entries():
-            if entry.get("name") == name and not entry.get("template") and not is_candidate(entry):
-                return entry
-        return None
+        return self.pve.lookup(vm_id)
 
     def list_domains(self) -> list[DomainInfo]:
-        return self._domains(self._entries())
+        return self._domains(self.pve.entries())
 
     # ---- lifecycle -------------------------------------------------------------------------------------
     def create(self, spec: VMSpec) -> DomainInfo:
-        with self._lock("vm", spec.vm_id):
-            key = self._key(spec.vm_id, "create")
-            found = self._locate(spec.vm_id)
+        with self.pve.lock("vm", spec.vm_id):
+            key = self.pve.key(spec.vm_id, "create")
+            found = self.pve.locate(spec.vm_id)
             if found is None:
-                if self._foreign(spec.vm_id) is not None:
+                if self.pve.foreign(spec.vm_id) is not None:
                     raise AlreadyExists(
                         f"a VM named {spec.vm_id!r} that is not ours exists on {self.node}",
                         host=self.uri,
                         code="DOM_EXIST",
                     )
-                elsewhere = self._locate_elsewhere(spec.vm_id)
+                elsewhere = self.pve.locate_elsewhere(spec.vm_id)
                 if elsewhere is not None:
                     raise AlreadyExists(
                         f"VM {spec.vm_id!r} already exists on node {elsewhere}", host=self.uri, code="DOM_EXIST"
                     )
                 self.journal.forget(key)  # a stale UPID of a create whose VM is gone
-                vmid = Creator(self).launch(spec, key)
+                vmid = Creator(self.pve).launch(spec, key)
             else:
                 entry, cfg = found
                 meta = parse_description(cfg.get("description"))
@@ -244,33 +162,33 @@ class ProxmoxDriver:
                         code="DOM_EXIST",
                     )
                 vmid = int(entry["vmid"])
-            Creator(self).finish(spec, vmid, key)
+            Creator(self.pve).finish(spec, vmid, key)
             return self._info(spec.vm_id)
 
     def start(self, vm_id: str) -> DomainInfo:
-        with self._lock("vm", vm_id):
-            entry, _ = self._require(vm_id)
-            key, vmid = self._key(vm_id, "start"), int(entry["vmid"])
+        with self.pve.lock("vm", vm_id):
+            entry, _ = self.pve.require(vm_id)
+            key, vmid = self.pve.key(vm_id, "start"), int(entry["vmid"])
             if entry.get("status") == "running":
                 self.journal.forget(key)
                 return self._info(vm_id)
 
             def launch() -> str:
-                call = lambda: self.client.call("POST", self._qemu(vmid, "/status/start"))  # noqa: E731
+                call = lambda: self.client.call("POST", self.pve.qemu(vmid, "/status/start"))  # noqa: E731
                 return str(self.client.retry_locked(call, f"start of {vm_id}"))
 
             with contextlib.suppress(InvalidState):  # "already running": a concurrent start won
-                self._run_task(key, f"start of {vm_id}", vmid, ("qmstart",), self.opts.start_timeout_s, launch)
+                self.pve.run_task(key, f"start of {vm_id}", vmid, ("qmstart",), self.opts.start_timeout_s, launch)
             info = self._info(vm_id)
             if info.state.value != "running":  # a resumed, older task: this one must really start it
-                self._run_task(key, f"start of {vm_id}", vmid, (), self.opts.start_timeout_s, launch)
+                self.pve.run_task(key, f"start of {vm_id}", vmid, (), self.opts.start_timeout_s, launch)
                 info = self._info(vm_id)
             return info
 
     def stop(self, vm_id: str, timeout_s: float = 30.0) -> DomainInfo:
-        with self._lock("vm", vm_id):
-            entry, _ = self._require(vm_id)
-            key, vmid = self._key(vm_id, "stop"), int(entry["vmid"])
+        with self.pve.lock("vm", vm_id):
+            entry, _ = self.pve.require(vm_id)
+            key, vmid = self.pve.key(vm_id, "stop"), int(entry["vmid"])
             if entry.get("status") != "running":
                 self.journal.forget(key)
                 return self._info(vm_id)
@@ -278,35 +196,35 @@ class ProxmoxDriver:
 
             def shutdown() -> str:
                 call = lambda: self.client.call(  # noqa: E731
-                    "POST", self._qemu(vmid, "/status/shutdown"), timeout=max(1, math.ceil(timeout_s))
+                    "POST", self.pve.qemu(vmid, "/status/shutdown"), timeout=max(1, math.ceil(timeout_s))
                 )
                 return str(self.client.retry_locked(call, what))
 
             try:
-                self._run_task(key, what, vmid, ("qmshutdown", "qmstop"), timeout_s + 5.0, shutdown)
+                self.pve.run_task(key, what, vmid, ("qmshutdown", "qmstop"), timeout_s + 5.0, shutdown)
             except (OperationTimeout, InvalidState):
                 pass
             except DriverError as exc:  # "VM quit/powerdown failed - got timeout": force it off
                 if exc.code != "TASK_FAILED":
                     raise
             self.journal.forget(key)
-            if self._require(vm_id)[0].get("status") == "running":
+            if self.pve.require(vm_id)[0].get("status") == "running":
                 self._hard_stop(vm_id, vmid, key)
             return self._info(vm_id)
 
     def _hard_stop(self, vm_id: str, vmid: int, key: str) -> None:
         def launch() -> str:
             call = lambda: self.client.call(  # noqa: E731
-                "POST", self._qemu(vmid, "/status/stop"), **{"overrule-shutdown": 1}
+                "POST", self.pve.qemu(vmid, "/status/stop"), **{"overrule-shutdown": 1}
             )
             return str(self.client.retry_locked(call, f"stop of {vm_id}"))
 
-        self._run_task(key, f"stop of {vm_id}", vmid, ("qmstop",), self.opts.start_timeout_s, launch)
+        self.pve.run_task(key, f"stop of {vm_id}", vmid, ("qmstop",), self.opts.start_timeout_s, launch)
 
     def delete(self, vm_id: str) -> None:
-        with self._lock("vm", vm_id):
-            key = self._key(vm_id, "delete")
-            found = self._locate(vm_id)
+        with self.pve.lock("vm", vm_id):
+            key = self.pve.key(vm_id, "delete")
+            found = self.pve.locate(vm_id)
             if found is None:
                 upid = self.journal.recall(key)
                 if upid is not None:
@@ -318,15 +236,15 @@ class ProxmoxDriver:
             entry, _ = found
             vmid = int(entry["vmid"])
             if entry.get("status") == "running":
-                self._hard_stop(vm_id, vmid, self._key(vm_id, "stop"))
+                self._hard_stop(vm_id, vmid, self.pve.key(vm_id, "stop"))
 
             def launch() -> str:
                 call = lambda: self.client.call(  # noqa: E731
-                    "DELETE", self._qemu(vmid), purge=1, **{"destroy-unreferenced-disks": 1}
+                    "DELETE", self.pve.qemu(vmid), purge=1, **{"destroy-unreferenced-disks": 1}
                 )
                 return str(self.client.retry_locked(call, f"delete of {vm_id}"))
 
-            self._run_task(key, f"delete of {vm_id}", vmid, ("qmdestroy",), self.opts.task_timeout_s, launch)
+            self.pve.run_task(key, f"delete of {vm_id}", vmid, ("qmdestroy",), self.opts.task_timeout_s, launch)
 
     def migrate(
         self,
@@ -336,7 +254,10 @@ class ProxmoxDriver:
         timeout_s: float = 600.0,
         progress: ProgressCallback | None = None,
     ) -> MigrationResult:
-        return migrate(self, vm_id, target, timeout_s=timeout_s, progress=progress, started=time.monotonic())
+        started = time.monotonic()
+        if not isinstance(target, ProxmoxDriver):
+            raise InvalidState(f"cannot migrate from {self.kind} to {target.kind}", host=self.uri)
+        return migrate(self.pve, vm_id, target.pve, timeout_s=timeout_s, progress=progress, started=started)
 
     def close(self) -> None:
         """Sessions are per thread and closed with their thread; nothing else to release."""
