@@ -4,7 +4,11 @@ Public API::
 
     from placement import (HostSnapshot, VMSnapshot, ClusterSnapshot, VMRequest, PlacementRequest,
                            PlacementResult, place, PlacementInputError,
-                           Budget, Move, Plan, plan_rebalance, plan_drain, replay)
+                           Budget, Move, Plan, plan_rebalance, plan_drain, replay,
+                           Reason, explain_rejections)
+
+``Reason`` codes say why a host was rejected (``PlacementResult.rejections`` is keyed by them);
+``explain_rejections(rejections, lang="es")`` phrases them in English or Spanish.
 """
 
 from placement.drain import plan_drain
@@ -21,6 +25,7 @@ from placement.model import (
 )
 from placement.place import PlacementResult, place
 from placement.plan import Budget, Move, Plan, PlanReplayError, replay
+from placement.reasons import Reason, explain_rejections
 from placement.rebalance import plan_rebalance, ram_lower_bound_mib
 
 __all__ = [
@@ -35,10 +40,12 @@ __all__ = [
     "PlacementResult",
     "Plan",
     "PlanReplayError",
+    "Reason",
     "VMRequest",
     "VMSnapshot",
     "cluster_from_dict",
     "cluster_to_dict",
+    "explain_rejections",
     "place",
     "plan_drain",
     "plan_rebalance",

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from placement.compiled import FloatArray, IntArray
 from placement.moves import StaticTargets
-from placement.state import EPS, FloatArray, IntArray, State
+from placement.state import EPS, State
 
 Chain = tuple[float, int, int, int, int]  # (gain, u, v, target of v, extra budget moves)
 

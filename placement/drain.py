@@ -13,9 +13,10 @@ from dataclasses import replace
 import numpy as np
 
 from placement.errors import PlacementInputError
-from placement.filters import Candidate, evaluate, explain_rejections
+from placement.filters import Candidate, evaluate
 from placement.model import ClusterSnapshot
 from placement.plan import Plan, build_plan
+from placement.reasons import Reason, explain_rejections
 from placement.scorers import objective_after_add
 from placement.state import State
 
@@ -43,7 +44,7 @@ def plan_drain(snapshot: ClusterSnapshot, host: str, max_per_host: int = 1) -> P
     unplaced: dict[str, str] = {}
     for v in (int(x) for x in order):
         if comp.pinned[v]:
-            unplaced[comp.vm_ids[v]] = "pinned"
+            unplaced[comp.vm_ids[v]] = Reason.PINNED.value
             continue
         # Affinity groups whose other members all still sit on the drained host move with this VM:
         # the first member chooses, the others then follow it.
@@ -60,7 +61,7 @@ def plan_drain(snapshot: ClusterSnapshot, host: str, max_per_host: int = 1) -> P
         verdict = evaluate(state, cand)
         targets = np.flatnonzero(verdict.passing)
         if len(targets) == 0:
-            unplaced[comp.vm_ids[v]] = explain_rejections(verdict.rejections) or "no other host"
+            unplaced[comp.vm_ids[v]] = explain_rejections(verdict.rejections) or Reason.NO_OTHER_HOST.value
             continue
         after = objective_after_add(state, cand.demand, targets, source=h)
         best = int(targets[int(np.argmin(after))])

@@ -19,9 +19,10 @@ from __future__ import annotations
 import numpy as np
 
 from placement.chains import best_chain
+from placement.compiled import BoolArray, Compiled, FloatArray, IntArray
 from placement.filters import Candidate, evaluate
 from placement.moves import SearchLimits, StaticTargets, evaluate_moves
-from placement.state import EPS, BoolArray, Compiled, FloatArray, IntArray, State
+from placement.state import EPS, State
 from placement.swaps import Swap, apply_swap, swap_candidates, swap_feasible
 
 IMPROVE_EPS = 1e-9

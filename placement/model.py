@@ -10,12 +10,11 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING
 
+import numpy as np
+
+from placement.compiled import Compiled, objective_of
 from placement.errors import PlacementInputError
-
-if TYPE_CHECKING:
-    from placement.state import Compiled
 
 DEFAULT_RESOURCES: tuple[str, ...] = ("vcpu", "ram_mib", "disk_gib")
 HOST_STATES: frozenset[str] = frozenset({"enabled", "maintenance", "disabled", "down"})
@@ -227,8 +226,6 @@ class ClusterSnapshot:
     @cached_property
     def compiled(self) -> Compiled:
         """The numpy form of this snapshot (built once, then shared by every call)."""
-        from placement.state import compile_snapshot
-
         return compile_snapshot(self)
 
     def host(self, host_id: str) -> HostSnapshot:
@@ -246,3 +243,67 @@ class ClusterSnapshot:
             weights=self.weights,
             soft_resources=self.soft_resources,
         )
+
+
+def compile_snapshot(snap: ClusterSnapshot) -> Compiled:
+    n_res = len(snap.resources)
+    n_hosts = len(snap.hosts)
+    cap = np.array([h.capacity for h in snap.hosts], dtype=np.float64).reshape(n_hosts, n_res)
+    base = np.array(
+        [h.base_usage if h.base_usage is not None else (0.0,) * n_res for h in snap.hosts],
+        dtype=np.float64,
+    ).reshape(n_hosts, n_res)
+    host_index = {h.id: i for i, h in enumerate(snap.hosts)}
+    vm_demand = np.array([v.demand for v in snap.vms], dtype=np.float64).reshape(len(snap.vms), n_res)
+    vm_host = np.array([host_index[v.host] for v in snap.vms], dtype=np.int64)
+    alloc = base.copy()
+    if len(snap.vms):
+        np.add.at(alloc, vm_host, vm_demand)
+    with np.errstate(divide="ignore"):
+        inv_cap = np.where(cap > 0, 1.0 / np.where(cap > 0, cap, 1.0), 0.0)
+    weights = np.array(snap.weights if snap.weights is not None else (1.0,) * n_res, dtype=np.float64)
+    anti_table: dict[str, dict[int, int]] = {}
+    aff_table: dict[str, dict[int, int]] = {}
+    for v in snap.vms:
+        h = host_index[v.host]
+        for g in v.anti_affinity:
+            row = anti_table.setdefault(g, {})
+            row[h] = row.get(h, 0) + 1
+        for g in v.affinity:
+            row = aff_table.setdefault(g, {})
+            row[h] = row.get(h, 0) + 1
+    schedulable = np.array([h.schedulable for h in snap.hosts], dtype=bool)
+    excluded = np.array([h.exclude_from_rebalance for h in snap.hosts], dtype=bool)
+    util = alloc * inv_cap
+    return Compiled(
+        resources=snap.resources,
+        weights=weights,
+        hard=np.array([r not in snap.soft_resources for r in snap.resources], dtype=bool),
+        host_ids=tuple(h.id for h in snap.hosts),
+        host_index=host_index,
+        cap=cap,
+        inv_cap=inv_cap,
+        alloc=alloc,
+        schedulable=schedulable,
+        rebalance_ok=schedulable & ~excluded,
+        state_names=tuple(h.state for h in snap.hosts),
+        zones=tuple(h.zone for h in snap.hosts),
+        labels=tuple(h.labels for h in snap.hosts),
+        allowed_tenants=tuple(h.allowed_tenants for h in snap.hosts),
+        vm_ids=tuple(v.id for v in snap.vms),
+        vm_index={v.id: i for i, v in enumerate(snap.vms)},
+        vm_demand=vm_demand,
+        vm_host=vm_host,
+        pinned=np.array([v.pinned for v in snap.vms], dtype=bool),
+        vm_tenant=tuple(v.tenant for v in snap.vms),
+        vm_anti=tuple(v.anti_affinity for v in snap.vms),
+        vm_aff=tuple(v.affinity for v in snap.vms),
+        vm_zones=tuple(v.zones for v in snap.vms),
+        anti_table=anti_table,
+        aff_table=aff_table,
+        util=util,
+        s1=util[schedulable].sum(axis=0),
+        s2=(util[schedulable] ** 2).sum(axis=0),
+        n_sched=int(schedulable.sum()),
+        objective0=objective_of(util, schedulable, weights),
+    )

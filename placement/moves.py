@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from placement.state import EPS, BoolArray, Compiled, FloatArray, IntArray, State
+from placement.compiled import BoolArray, Compiled, FloatArray, IntArray
+from placement.state import EPS, State
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from placement.errors import PlacementInputError
-from placement.filters import Candidate, evaluate, explain_rejections
+from placement.filters import Candidate, evaluate
 from placement.model import ClusterSnapshot, PlacementRequest, VMRequest
+from placement.reasons import Reason, explain_rejections
 from placement.scorers import DEFAULT_SCORERS, Scorer, total_score
 from placement.state import State
 
@@ -36,7 +37,7 @@ class PlacementResult:
         if self.ok:
             moves = ", ".join(f"{vm} -> {host}" for vm, host in self.assignments.items())
             return f"placed {moves}; objective {self.objective_before:.4f} -> {self.objective_after:.4f}"
-        reasons = explain_rejections(self.rejections) or "no hosts in the cluster"
+        reasons = explain_rejections(self.rejections) or Reason.NO_HOSTS.value
         return f"cannot place {self.failed_vm}: {reasons}"
 
 

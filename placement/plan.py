@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from placement.compiled import Compiled, objective_of
 from placement.errors import PlacementInputError
-from placement.filters import Candidate, evaluate, explain_rejections
+from placement.filters import Candidate, evaluate
 from placement.model import ClusterSnapshot, VMSnapshot
-from placement.state import Compiled, State, objective_of, spread_per_resource, stdev_per_resource
+from placement.reasons import Reason, explain_rejections
+from placement.state import State, spread_per_resource, stdev_per_resource
 
 
 class PlanReplayError(ValueError):
@@ -227,7 +229,7 @@ def replay(snapshot: ClusterSnapshot, plan: Plan) -> ClusterSnapshot:
             single = np.zeros_like(verdict.passing)
             single[tgt] = True
             why = dict(evaluate(state, cand, excluded=~single).rejections)
-            why.pop("excluded by request", None)
+            why.pop(Reason.EXCLUDED_BY_REQUEST, None)
             raise PlanReplayError(f"move {i}: {m.vm} -> {m.target} infeasible: {explain_rejections(why)}")
         state.move(vm, tgt)
         moved.add(m.vm)

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from placement.compiled import BoolArray, Compiled
 from placement.errors import PlacementInputError
 from placement.improve import improve, order_moves
 from placement.model import ClusterSnapshot
 from placement.moves import SearchLimits, StaticTargets, affinity_bound, evaluate_moves, static_targets
 from placement.plan import Budget, Plan, build_plan, ram_column
 from placement.recreate import ruin_recreate
-from placement.state import BoolArray, Compiled, State
+from placement.state import State
 
 #: Above this many (VM x host) pairs per step, sources are limited to the hottest hosts.
 FULL_EVAL_LIMIT = 400_000

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from placement.compiled import BoolArray, FloatArray, IntArray
 from placement.moves import SearchLimits
 from placement.scorers import objective_after_add
-from placement.state import EPS, BoolArray, FloatArray, IntArray, State
+from placement.state import EPS, State
 
 RUIN_MOVED = 8
 RUIN_HOME = 8

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from placement.compiled import FloatArray, IntArray
 from placement.filters import Candidate
-from placement.state import FloatArray, IntArray, State
+from placement.state import State
 
 ScoreFn = Callable[[State, Candidate, IntArray], FloatArray]
 
@@ -68,7 +69,6 @@ class Scorer:
     weight: float
 
 
-SCORERS: dict[str, ScoreFn] = {"balance": balance, "headroom": headroom}
 DEFAULT_SCORERS: tuple[Scorer, ...] = (Scorer("balance", balance, 1.0), Scorer("headroom", headroom, 1e-6))
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pl_strategies import clusters
 
 from placement import ClusterSnapshot, HostSnapshot, PlacementInputError, VMSnapshot, plan_drain, replay
+from tests.unit.placement.pl_strategies import clusters
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

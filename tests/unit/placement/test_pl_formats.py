@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from pl_strategies import clusters
 
 from placement import ClusterSnapshot, PlacementInputError, cluster_from_dict, cluster_to_dict
 from placement.htools import (
@@ -18,6 +17,7 @@ from placement.htools import (
     parse_htools,
     to_snapshot,
 )
+from tests.unit.placement.pl_strategies import clusters
 
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

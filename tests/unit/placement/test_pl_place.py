@@ -7,7 +7,6 @@ import math
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pl_strategies import clusters
 
 from placement import (
     ClusterSnapshot,
@@ -18,6 +17,7 @@ from placement import (
     VMSnapshot,
     place,
 )
+from tests.unit.placement.pl_strategies import clusters
 
 
 def _cluster(**kw) -> ClusterSnapshot:

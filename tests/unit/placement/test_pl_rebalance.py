@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pl_strategies import clusters
 
 from placement import (
     Budget,
@@ -19,6 +18,7 @@ from placement import (
 )
 from placement.plan import Move, Plan, PlanReplayError
 from placement.state import State
+from tests.unit.placement.pl_strategies import clusters
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pl_strategies import clusters
 
 import placement.rebalance as rebalance
 from placement import Budget, ClusterSnapshot, plan_rebalance, replay
+from placement.compiled import Compiled
 from placement.moves import SearchLimits, affinity_bound, static_targets
 from placement.recreate import ruin_recreate
-from placement.state import EPS, Compiled, State
+from placement.state import EPS, State
+from tests.unit.placement.pl_strategies import clusters
 
 
 def _start(snap: ClusterSnapshot, budget: Budget) -> tuple[Compiled, State]:
