@@ -6,7 +6,7 @@ from flask import Flask, Response, jsonify
 from flask_smorest import Api
 
 from api import http, problems
-from api.routes import admin, plans, tenant_info, vms
+from api.routes import audit, flavors, hosts, operations, plans, reconcile, tenants, tokens, users, vms
 from controlplane.app import create_core_app
 from controlplane.config import Settings
 from controlplane.errors import PROBLEM_TYPES
@@ -41,9 +41,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         JSON_SORT_KEYS=False,
     )
     api = ConfluenciaApi(app)
-    for bp in (vms.bp, tenant_info.flavors_bp, tenant_info.quota_bp, tenant_info.ops_bp, tenant_info.audit_bp,
-               admin.hosts_bp, admin.tenants_bp, admin.users_bp, admin.tokens_bp, admin.flavor_admin_bp,
-               admin.reconcile_bp, plans.bp):
+    for bp in (vms.bp, flavors.bp, tenants.quota_bp, operations.bp, audit.bp, hosts.bp, tenants.bp, users.bp,
+               tokens.bp, reconcile.bp, plans.bp):
         api.register_blueprint(bp)
     http.register(app)
     problems.register(app)

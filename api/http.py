@@ -8,15 +8,15 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import Blueprint, Flask, Response, g, request
+from flask import Blueprint, Flask, Response, g, jsonify, request, url_for
 
 from controlplane import context
 from controlplane.context import Principal
+from controlplane.core.authz import require_operator
 from controlplane.errors import BadRequest, Msg, PreconditionRequired, ProblemError
-from controlplane.services.identity import authenticate
-from controlplane.services.tenants import require_operator
+from controlplane.models import Operation
+from controlplane.services.tokens import authenticate
 
-PUBLIC_PATHS = ("/openapi.json", "/docs", "/problems/", "/healthz", "/static/", "/favicon.ico")
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -56,6 +56,26 @@ def operator_only(view: View) -> View:
 
 def etag_of(version: int) -> str:
     return f'"{version}"'
+
+
+def with_etag(body: Any, version: int, status: int = 200, location: str | None = None) -> Response:
+    """A JSON reply carrying the object's ETag (and ``Location`` for a 201)."""
+    resp = jsonify(body)
+    resp.status_code = status
+    resp.headers["ETag"] = etag_of(version)
+    if location:
+        resp.headers["Location"] = location
+    return resp
+
+
+def accepted(op: Operation, body: Any, etag_version: int | None = None) -> Response:
+    """202 with the operation in ``Location``: the work goes on in the background."""
+    resp = jsonify(body)
+    resp.status_code = 202
+    resp.headers["Location"] = url_for("operations.get_operation", op_id=op.id)
+    if etag_version is not None:
+        resp.headers["ETag"] = etag_of(etag_version)
+    return resp
 
 
 def if_match(required: bool = False) -> int | None:

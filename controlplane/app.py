@@ -1,18 +1,20 @@
-"""The core application object: settings, database and Celery, without any HTTP routes.
-
-The API (``api.create_app``) builds on it; Celery workers and the CLI use it as is.
-"""
+"""Layer 4, wiring: the core application object (settings, database, queue, task registry), without any
+HTTP routes. The API (``api.create_app``) builds on it; Celery workers and the CLI use it as is."""
 
 from __future__ import annotations
 
 import logging
 
-from flask import Flask, current_app
+from flask import Flask
 
-from controlplane.config import Settings
+# the task modules register their names on the queue: every process that runs tasks imports this module
+import controlplane.tasks.hosts
+import controlplane.tasks.operations
+import controlplane.tasks.plans
+import controlplane.tasks.vms  # noqa: F401
+from controlplane import queue
+from controlplane.config import SETTINGS_KEY, Settings
 from controlplane.db import db, tune_engine
-
-SETTINGS_KEY = "confluencia.settings"
 
 
 def create_core_app(settings: Settings | None = None, name: str = "confluencia") -> Flask:
@@ -29,13 +31,5 @@ def create_core_app(settings: Settings | None = None, name: str = "confluencia")
     db.init_app(app)
     with app.app_context():
         tune_engine(db.engine)
-    from controlplane.tasks.celery_app import init_celery
-
-    init_celery(app)
+    queue.bind_app(app)
     return app
-
-
-def settings() -> Settings:
-    s = current_app.extensions[SETTINGS_KEY]
-    assert isinstance(s, Settings)
-    return s

@@ -1,4 +1,8 @@
-"""Configuration from environment variables (see the README's configuration table)."""
+"""Configuration from environment variables (see the README's configuration table).
+
+``Settings.from_env()`` reads them once; the application keeps the result on its Flask app, and any code
+running in an app context (API request, Celery task, CLI command) reads it with :func:`settings`.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from flask import current_app
 
 DEFAULT_DB_PATH = Path("var") / "confluencia.sqlite3"
 
@@ -25,7 +31,6 @@ class Settings:
     embedded_worker: bool = True
     worker_concurrency: int = 4
     placement_retries: int = 3
-    sim_delay_scale: float = 1.0
     log_level: str = "INFO"
     operation_stale_s: float = 300.0
     nightly_cron: str = "0 2 * * *"
@@ -54,7 +59,6 @@ class Settings:
             "embedded_worker": _bool(e.get("CONFLUENCIA_EMBEDDED_WORKER"), broker.startswith("memory")),
             "worker_concurrency": int(e.get("CONFLUENCIA_WORKER_CONCURRENCY") or cls.worker_concurrency),
             "placement_retries": int(e.get("CONFLUENCIA_PLACEMENT_RETRIES") or cls.placement_retries),
-            "sim_delay_scale": float(e.get("CONFLUENCIA_SIM_DELAY_SCALE") or cls.sim_delay_scale),
             "log_level": e.get("CONFLUENCIA_LOG_LEVEL") or cls.log_level,
             "nightly_cron": e.get("CONFLUENCIA_NIGHTLY_CRON") or cls.nightly_cron,
             "nightly_tz": e.get("CONFLUENCIA_NIGHTLY_TZ") or cls.nightly_tz,
@@ -69,3 +73,13 @@ class Settings:
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
+
+
+SETTINGS_KEY = "confluencia.settings"
+
+
+def settings() -> Settings:
+    """The settings of the running application (needs an app context)."""
+    s = current_app.extensions[SETTINGS_KEY]
+    assert isinstance(s, Settings)
+    return s

@@ -29,7 +29,11 @@ class Principal:
 
 SYSTEM = Principal(user_id=None, username="system", role="system")
 
+# the HTTP request id; in a worker, the request id of the operation it runs (or the Celery task id)
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
 # set by the Celery task wrapper: which delivery is doing the work (see Operation.worker_id)
 worker_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("worker_id", default=None)
+
+# set while a worker runs an operation: audit entries name it
+operation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("operation_id", default=None)

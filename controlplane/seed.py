@@ -9,7 +9,7 @@ from sqlalchemy import select
 from controlplane.context import Principal
 from controlplane.db import db
 from controlplane.models import Flavor, Host, Role, Tenant, User
-from controlplane.services import catalog, hosts, identity, tenants
+from controlplane.services import flavors, hosts, tenants, tokens, users
 
 # name, zone, vcpus, ram_mib, disk_gib
 DEMO_HOSTS = [
@@ -40,7 +40,7 @@ class DemoTokens:
 def ensure_operator(username: str = "operador") -> User:
     user = db.session.execute(select(User).where(User.username == username)).scalar_one_or_none()
     if user is None:
-        user = identity.create_user(SEEDER, username, Role.OPERATOR.value, None, "Operador del centro de datos")
+        user = users.create_user(SEEDER, username, Role.OPERATOR.value, None, "Operador del centro de datos")
     return user
 
 
@@ -54,7 +54,7 @@ def seed_demo() -> DemoTokens:
                                        "reserved_ram_mib": 4096, "reserved_vcpus": 2, "reserved_disk_gib": 50})
     if db.session.execute(select(Flavor.id)).first() is None:
         for name, vcpus, ram, disk, desc in DEMO_FLAVORS:
-            catalog.create_flavor(SEEDER, {"name": name, "vcpus": vcpus, "ram_mib": ram, "disk_gib": disk,
+            flavors.create_flavor(SEEDER, {"name": name, "vcpus": vcpus, "ram_mib": ram, "disk_gib": disk,
                                            "description": desc})
     operator = ensure_operator()
     out: dict[str, tuple[str, str]] = {}
@@ -69,7 +69,7 @@ def seed_demo() -> DemoTokens:
             username = f"{role}@{slug}"
             user = db.session.execute(select(User).where(User.username == username)).scalar_one_or_none()
             if user is None:
-                user = identity.create_user(SEEDER, username, role, tenant.id, f"{role} de {name}")
-            pair.append(identity.issue_token(SEEDER, user.id, "demo")[1])
+                user = users.create_user(SEEDER, username, role, tenant.id, f"{role} de {name}")
+            pair.append(tokens.issue_token(SEEDER, user.id, "demo")[1])
         out[slug] = (pair[0], pair[1])
-    return DemoTokens(operator=identity.issue_token(SEEDER, operator.id, "demo")[1], tenants=out)
+    return DemoTokens(operator=tokens.issue_token(SEEDER, operator.id, "demo")[1], tenants=out)

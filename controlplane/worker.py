@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from controlplane.app import create_core_app
-from controlplane.tasks.celery_app import celery_app
+from controlplane.queue import celery_app
 
 flask_app = create_core_app()
 app = celery_app

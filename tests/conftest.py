@@ -47,7 +47,7 @@ def app(database_url: str) -> Iterator[Any]:
 
     upgrade(database_url)
     application = create_app(Settings.from_env(database_url=database_url, broker_url="memory://",
-                                               secret_key="test", sim_delay_scale=0.0))
+                                               secret_key="test"))
     application.config["TESTING"] = True
     worker = EmbeddedWorker(application, concurrency=4).start(resend_unfinished=False)
     yield application
@@ -144,7 +144,7 @@ HOSTS = [("hv1", 16, 65536, 1000), ("hv2", 16, 65536, 1000), ("hv3", 32, 131072,
 def world(app: Any, clean_db: None) -> World:
     """Three simulated hosts, two municipalities (A with quota for 20 VMs, B smaller), tokens per role."""
     from controlplane.seed import SEEDER
-    from controlplane.services import catalog, hosts, identity, tenants
+    from controlplane.services import flavors, hosts, tenants, tokens, users
 
     with app.app_context():
         host_ids = {}
@@ -153,17 +153,17 @@ def world(app: Any, clean_db: None) -> World:
                                            "vcpus": vcpus, "ram_mib": ram, "disk_gib": disk})
             host_ids[name] = h.id
         for name, vcpus, ram, disk in (("small", 1, 1024, 10), ("medium", 2, 4096, 40)):
-            catalog.create_flavor(SEEDER, {"name": name, "vcpus": vcpus, "ram_mib": ram, "disk_gib": disk})
+            flavors.create_flavor(SEEDER, {"name": name, "vcpus": vcpus, "ram_mib": ram, "disk_gib": disk})
         ta = tenants.create_tenant(SEEDER, {"slug": "municipio-a", "name": "Municipio A", "quota_vcpus": 40,
                                             "quota_ram_mib": 81920, "quota_disk_gib": 800, "quota_vms": 20})
         tb = tenants.create_tenant(SEEDER, {"slug": "municipio-b", "name": "Municipio B", "quota_vcpus": 8,
                                             "quota_ram_mib": 8192, "quota_disk_gib": 100, "quota_vms": 4})
-        op = identity.create_user(SEEDER, "op", "operator", None)
-        aa = identity.create_user(SEEDER, "admin-a", "admin", ta.id)
-        ma = identity.create_user(SEEDER, "member-a", "member", ta.id)
-        ab = identity.create_user(SEEDER, "admin-b", "admin", tb.id)
+        op = users.create_user(SEEDER, "op", "operator", None)
+        aa = users.create_user(SEEDER, "admin-a", "admin", ta.id)
+        ma = users.create_user(SEEDER, "member-a", "member", ta.id)
+        ab = users.create_user(SEEDER, "admin-b", "admin", tb.id)
         client = app.test_client()
-        callers = {u.username: Caller(client, identity.issue_token(SEEDER, u.id, "t")[1], u.id, u.tenant_id)
+        callers = {u.username: Caller(client, tokens.issue_token(SEEDER, u.id, "t")[1], u.id, u.tenant_id)
                    for u in (op, aa, ma, ab)}
         return World(callers["op"], callers["admin-a"], callers["member-a"], callers["admin-b"], ta.id, tb.id,
                      host_ids)

@@ -12,8 +12,8 @@ from api.idempotency import idempotent
 from api.schemas import plans as s
 from api.schemas.common import page, page_schema
 from controlplane.models import Plan
-from controlplane.services import plans
-from controlplane.services.plans import BudgetData
+from controlplane.services.plans import manage as plans
+from controlplane.services.plans.manage import BudgetData
 
 bp = operators_only(Blueprint("plans", __name__, url_prefix="/v1/plans",
                              description="Rebalancing and drain plans (operators) / Planes de rebalanceo y vaciado"))

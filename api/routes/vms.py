@@ -4,35 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, jsonify, url_for
+from flask import Response, jsonify
 from flask_smorest import Blueprint
-from marshmallow import fields, validate
 
-from api.http import etag_of, if_match, operator_only, principal
+from api.http import accepted, etag_of, if_match, operator_only, principal
 from api.idempotency import idempotent
-from api.schemas import plans as ps
-from api.schemas import tenant as s
-from api.schemas.common import StrictSchema, page, page_schema
-from controlplane.models import VM, Operation
-from controlplane.services import migrations, vms
-from controlplane.services.vms import VMRequestData
+from api.schemas import operations as ops
+from api.schemas import vms as s
+from api.schemas.common import page, page_schema
+from controlplane.models import VM
+from controlplane.services.vms import access, create, delete, migrate, power
 
 bp = Blueprint("vms", __name__, url_prefix="/v1/vms", description="Virtual machines / Máquinas virtuales")
 VMPage = page_schema(s.VM, "VMPage")
-
-
-class MigrateArgs(StrictSchema):
-    host = fields.String(required=True, validate=validate.Length(min=1, max=63),
-                         metadata={"description": "Target host name or id"})
-
-
-def accepted(op: Operation, body: Any, etag_version: int | None = None) -> Response:
-    resp = jsonify(body)
-    resp.status_code = 202
-    resp.headers["Location"] = url_for("operations.get_operation", op_id=op.id)
-    if etag_version is not None:
-        resp.headers["ETag"] = etag_of(etag_version)
-    return resp
 
 
 @bp.route("", methods=["POST"])
@@ -47,7 +31,7 @@ def create_vm(args: dict[str, Any]) -> Response:
     Poll the operation in `Location` (or the VM) until it is `ACTIVE`. Send `Idempotency-Key` to retry
     safely: the same key and body replays the first answer.
     """
-    vm, op = vms.create_vm(principal(), VMRequestData(**args))
+    vm, op = create.create_vm(principal(), create.VMRequestData(**args))
     return accepted(op, {"vm": s.VM().dump(vm), "operation_id": op.id}, vm.version)
 
 
@@ -57,60 +41,60 @@ def create_vm(args: dict[str, Any]) -> Response:
 def list_vms(args: dict[str, Any]) -> dict[str, Any]:
     """List VMs (your municipality's; operators see all). Deleted VMs only with `include_deleted`."""
     filters = {k: v for k, v in args.items() if k not in ("limit", "offset")}
-    items, total = vms.list_vms(principal(), limit=args["limit"], offset=args["offset"], **filters)
+    items, total = access.list_vms(principal(), limit=args["limit"], offset=args["offset"], **filters)
     return page(items, total, args)
 
 
 @bp.route("/<vm_id>", methods=["GET"])
 @bp.response(200, s.VM)
 def get_vm(vm_id: str) -> Response:
-    vm: VM = vms.get_vm(principal(), vm_id)
+    vm: VM = access.get_vm(principal(), vm_id)
     resp = jsonify(s.VM().dump(vm))
     resp.headers["ETag"] = etag_of(vm.version)
     return resp
 
 
 @bp.route("/<vm_id>", methods=["PATCH"])
-@bp.arguments(ps.VMUpdate)
+@bp.arguments(s.VMUpdate)
 @bp.response(200, s.VM)
 def update_vm(args: dict[str, Any], vm_id: str) -> Response:
     """Operators: `{"pinned": true}` keeps the VM on its host (plans never move it). Needs `If-Match`."""
-    vm = vms.update_vm(principal(), vm_id, args, if_match(required=True))
+    vm = access.update_vm(principal(), vm_id, args, if_match(required=True))
     resp = jsonify(s.VM().dump(vm))
     resp.headers["ETag"] = etag_of(vm.version)
     return resp
 
 
 @bp.route("/<vm_id>", methods=["DELETE"])
-@bp.response(202, s.Operation)
+@bp.response(202, ops.Operation)
 def delete_vm(vm_id: str) -> Response:
     """Delete a VM (`If-Match` optional). A VM that is still being built cannot be deleted yet (409)."""
-    op = vms.delete_vm(principal(), vm_id, if_match())
-    return accepted(op, s.Operation().dump(op))
+    op = delete.delete_vm(principal(), vm_id, if_match())
+    return accepted(op, ops.Operation().dump(op))
 
 
 @bp.route("/<vm_id>/start", methods=["POST"])
 @idempotent
-@bp.response(202, s.Operation)
+@bp.response(202, ops.Operation)
 def start_vm(vm_id: str) -> Response:
-    op = vms.power(principal(), vm_id, "start", if_match())
-    return accepted(op, s.Operation().dump(op))
+    op = power.power(principal(), vm_id, "start", if_match())
+    return accepted(op, ops.Operation().dump(op))
 
 
 @bp.route("/<vm_id>/stop", methods=["POST"])
 @idempotent
-@bp.response(202, s.Operation)
+@bp.response(202, ops.Operation)
 def stop_vm(vm_id: str) -> Response:
-    op = vms.power(principal(), vm_id, "stop", if_match())
-    return accepted(op, s.Operation().dump(op))
+    op = power.power(principal(), vm_id, "stop", if_match())
+    return accepted(op, ops.Operation().dump(op))
 
 
 @bp.route("/<vm_id>/migrate", methods=["POST"])
 @operator_only
 @idempotent
-@bp.arguments(MigrateArgs)
-@bp.response(202, s.Operation)
+@bp.arguments(s.MigrateArgs)
+@bp.response(202, ops.Operation)
 def migrate_vm(args: dict[str, Any], vm_id: str) -> Response:
     """Operators: live-migrate an ACTIVE VM to another host (its capacity is claimed at once)."""
-    op = migrations.request_migration(principal(), vm_id, args["host"], if_match())
-    return accepted(op, s.Operation().dump(op))
+    op = migrate.request_migration(principal(), vm_id, args["host"], if_match())
+    return accepted(op, ops.Operation().dump(op))

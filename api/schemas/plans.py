@@ -1,4 +1,4 @@
-"""Schemas of rebalancing and drain plans."""
+"""Rebalancing, drain and migration plans."""
 
 from __future__ import annotations
 
@@ -69,12 +69,3 @@ class PlanListArgs(PageArgs):
     status = fields.String(validate=validate.OneOf(["draft", "approved", "running", "succeeded", "failed",
                                                     "cancelled", "discarded"]))
     kind = fields.String(validate=validate.OneOf(["rebalance", "drain", "migrate"]))
-
-
-class MaintenanceIn(StrictSchema):
-    enabled = fields.Boolean(required=True)
-    reason = fields.String(validate=validate.Length(max=500), load_default=None, allow_none=True)
-
-
-class VMUpdate(StrictSchema):
-    pinned = fields.Boolean(metadata={"description": "Operators: never move this VM (rebalance or drain)"})

@@ -1,18 +1,29 @@
-"""SQLAlchemy models. They never leave the control plane: placement and agents get plain data."""
+"""SQLAlchemy models, one module per domain. They never leave the control plane: placement and agents
+get plain data."""
 
-from controlplane.models.infra import Flavor, Host, HostState
-from controlplane.models.operations import (
-    AuditEntry,
-    AuditHead,
-    IdempotencyRecord,
-    Operation,
-    OpStatus,
+from controlplane.models.audit import AuditEntry, AuditHead
+from controlplane.models.flavors import Flavor
+from controlplane.models.hosts import Host, HostState
+from controlplane.models.idempotency import IdempotencyRecord
+from controlplane.models.operations import UNFINISHED, Operation, OpKind, OpStatus
+from controlplane.models.plans import (
+    ACTIVE_PLAN_STATES,
+    FINISHED_PLAN_STATES,
+    ExecutorLock,
+    MoveStatus,
+    Plan,
+    PlanMove,
+    PlanStatus,
 )
-from controlplane.models.plans import ExecutorLock, MoveStatus, Plan, PlanMove, PlanStatus
-from controlplane.models.tenancy import ApiToken, Role, Tenant, User
+from controlplane.models.tenants import Tenant
+from controlplane.models.tokens import ApiToken
+from controlplane.models.users import Role, User
 from controlplane.models.vms import VM, VMState
 
 __all__ = [
+    "ACTIVE_PLAN_STATES",
+    "FINISHED_PLAN_STATES",
+    "UNFINISHED",
     "VM",
     "ApiToken",
     "AuditEntry",
@@ -23,6 +34,7 @@ __all__ = [
     "HostState",
     "IdempotencyRecord",
     "MoveStatus",
+    "OpKind",
     "OpStatus",
     "Operation",
     "Plan",

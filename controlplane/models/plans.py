@@ -32,7 +32,10 @@ class MoveStatus(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
-OPEN_PLAN_STATES = (PlanStatus.DRAFT.value, PlanStatus.APPROVED.value, PlanStatus.RUNNING.value)
+# a plan that holds (or waits for) the executor: no second plan may start, the nightly job waits
+ACTIVE_PLAN_STATES = (PlanStatus.APPROVED.value, PlanStatus.RUNNING.value)
+FINISHED_PLAN_STATES = (PlanStatus.SUCCEEDED.value, PlanStatus.FAILED.value, PlanStatus.CANCELLED.value,
+                        PlanStatus.DISCARDED.value)
 
 
 class Plan(db.Model):  # type: ignore[name-defined]

@@ -10,8 +10,8 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from controlplane.db import db
 from controlplane.models.base import created_column, id_column, updated_column
-from controlplane.models.infra import Host
-from controlplane.models.tenancy import Tenant
+from controlplane.models.hosts import Host
+from controlplane.models.tenants import Tenant
 
 
 class VMState(enum.StrEnum):

@@ -1,4 +1,4 @@
-"""Hypervisor hosts (operator side): registration, updates, maintenance flag, utilisation."""
+"""Hypervisor hosts (operator side): registration, updates, maintenance on/off, deletion, utilisation."""
 
 from __future__ import annotations
 
@@ -8,24 +8,20 @@ from sqlalchemy import select
 
 from agents import InvalidURI
 from agents.registry import forget, validate_host
-from controlplane import audit
 from controlplane.context import Principal
+from controlplane.core import capacity
+from controlplane.core.audit import audited, created
+from controlplane.core.authz import require_operator
+from controlplane.core.lookups import host_or_404
+from controlplane.core.tx import check_version, paginate, transaction
 from controlplane.db import db
-from controlplane.errors import Conflict, Msg, ValidationFailed, not_found
+from controlplane.errors import Conflict, Msg, ValidationFailed
 from controlplane.models import VM, Host, HostState, VMState
-from controlplane.services import capacity
-from controlplane.services.tenants import require_operator
-from controlplane.services.tx import check_version, paginate, transaction
+from controlplane.services.plans.drains import start_drain_in_tx, stop_drains_in_tx
 
 DEFAULTS: dict[str, Any] = {"reserved_vcpus": 0, "reserved_ram_mib": 0, "reserved_disk_gib": 0, "cpu_ratio": 4.0,
                             "ram_ratio": 1.0, "disk_ratio": 1.0, "state": HostState.ENABLED.value}
-FIELDS = ("name", "driver", "uri", "vcpus", "ram_mib", "disk_gib", "reserved_vcpus", "reserved_ram_mib",
-          "reserved_disk_gib", "cpu_ratio", "ram_ratio", "disk_ratio", "zone", "state", "state_reason")
-
-
-def host_view(h: Host) -> dict[str, Any]:
-    """What the audit log keeps of a host: option names, never their values (tokens)."""
-    return {**{f: getattr(h, f) for f in FIELDS}, "option_keys": sorted(h.driver_options or {})}
+HOST_STATES = [s.value for s in HostState]
 
 
 def _check_uri(driver: str, uri: str, options: dict[str, str] | None) -> None:
@@ -56,24 +52,20 @@ def create_host(actor: Principal, data: dict[str, Any]) -> Host:
         host = Host(**{**DEFAULTS, **data})
         _check_reserved(host)
         db.session.add(host)
-        db.session.flush()
-        audit.record(actor, "host.create", "host", host.id, after=host_view(host))
+        created(actor, "host.create", host)
     return host
 
 
-def get_host(actor: Principal, host_id: str) -> Host:
+def get_host(actor: Principal, host_ref: str) -> Host:
     require_operator(actor)
-    host = db.session.execute(select(Host).where((Host.id == host_id) | (Host.name == host_id))).scalar_one_or_none()
-    if host is None:
-        raise not_found("host", host_id)
-    return host
+    return host_or_404(host_ref)
 
 
-def update_host(actor: Principal, host_id: str, changes: dict[str, Any], if_match: int | None) -> Host:
+def update_host(actor: Principal, host_ref: str, changes: dict[str, Any], if_match: int | None) -> Host:
+    """Change a host; entering maintenance drains it (one plan, executed at once), leaving stops the drain."""
     require_operator(actor)
     with transaction():
-        host = db.session.execute(select(Host).where(Host.id == get_host(actor, host_id).id)
-                                  .with_for_update()).scalar_one()
+        host = host_or_404(host_ref, lock=True)
         check_version(host.version, if_match)
         changes = dict(changes)
         if "options" in changes:
@@ -82,44 +74,33 @@ def update_host(actor: Principal, host_id: str, changes: dict[str, Any], if_matc
             _check_uri(changes.get("driver", host.driver), changes.get("uri", host.uri),
                        changes.get("driver_options", host.driver_options))
             forget(host.driver, host.uri)
-        before = host_view(host)
-        for key, value in changes.items():
-            setattr(host, key, value)
-        _check_reserved(host)
-        action = "host.update"
-        if before["state"] != host.state:
-            action = f"host.state.{host.state}"
-        audit.record(actor, action, "host", host.id, before=before, after=host_view(host))
-        _maintenance_transition(actor, host, before["state"])
+        old_state = host.state
+        new_state = changes.get("state", old_state)
+        action = f"host.state.{new_state}" if new_state != old_state else "host.update"
+        with audited(actor, action, host):
+            for key, value in changes.items():
+                setattr(host, key, value)
+            _check_reserved(host)
+        if host.state == HostState.MAINTENANCE and old_state != HostState.MAINTENANCE:
+            start_drain_in_tx(actor, host)
+        elif old_state == HostState.MAINTENANCE and host.state != HostState.MAINTENANCE:
+            stop_drains_in_tx(actor, host)
     return host
-
-
-def _maintenance_transition(actor: Principal, host: Host, old_state: str) -> None:
-    """Entering maintenance drains the host (one plan, executed at once); leaving it stops the drain."""
-    from controlplane.services import plans
-
-    if host.state == HostState.MAINTENANCE and old_state != HostState.MAINTENANCE:
-        plans.start_drain_in_tx(actor, host)
-    elif old_state == HostState.MAINTENANCE and host.state != HostState.MAINTENANCE:
-        plans.stop_drains_in_tx(actor, host)
 
 
 def set_maintenance(actor: Principal, host_ref: str, enabled: bool, reason: str | None) -> Host:
     """Maintenance on/off without If-Match (an operator's switch); the same rules as PATCH state."""
     host = get_host(actor, host_ref)
-    if enabled and host.state == HostState.MAINTENANCE:
-        return host
-    if not enabled and host.state != HostState.MAINTENANCE:
+    if enabled == (host.state == HostState.MAINTENANCE):
         return host
     state = HostState.MAINTENANCE.value if enabled else HostState.ENABLED.value
     return update_host(actor, host.id, {"state": state, "state_reason": reason}, None)
 
 
-def delete_host(actor: Principal, host_id: str, if_match: int | None) -> None:
+def delete_host(actor: Principal, host_ref: str, if_match: int | None) -> None:
     require_operator(actor)
     with transaction():
-        host = db.session.execute(select(Host).where(Host.id == get_host(actor, host_id).id)
-                                  .with_for_update()).scalar_one()
+        host = host_or_404(host_ref, lock=True)
         check_version(host.version, if_match)
         used = db.session.execute(select(VM.id).where(
             (VM.host_id == host.id) | (VM.migration_target_id == host.id) | VM.failed_hosts.contains(host.id))
@@ -133,8 +114,9 @@ def delete_host(actor: Principal, host_id: str, if_match: int | None) -> None:
             raise Conflict(Msg(f"Host {host.name} appears in VM history; disable it instead of deleting.",
                                f"El host {host.name} figura en el historial de VMs; deshabilítelo en lugar "
                                "de eliminarlo."))
-        audit.record(actor, "host.delete", "host", host.id, before=host_view(host))
-        db.session.delete(host)
+        with audited(actor, "host.delete", host) as change:
+            change.removed = True
+            db.session.delete(host)
 
 
 def list_hosts(actor: Principal, *, state: str | None, zone: str | None, driver: str | None,
@@ -166,6 +148,3 @@ def utilisation(hosts: list[Host]) -> dict[str, dict[str, Any]]:
             "vms": used.vms,
         }
     return out
-
-
-HOST_STATES = [s.value for s in HostState]

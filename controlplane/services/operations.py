@@ -1,38 +1,17 @@
-"""Operation records: the durable side of every asynchronous job (and the outbox for Celery)."""
+"""Operations as municipalities and operators read them, and the sweep that re-sends lost ones."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Any
-
 from sqlalchemy import select
 
-from controlplane.context import Principal, request_id
+from controlplane.config import settings
+from controlplane.context import Principal
+from controlplane.core.outbox import send_operation, stale_operations
+from controlplane.core.tx import paginate
 from controlplane.db import db
 from controlplane.errors import not_found
-from controlplane.models import VM, Operation, OpStatus
-from controlplane.models.base import utcnow
-from controlplane.services.tx import after_commit, paginate
-
-
-def new_operation(kind: str, vm: VM, actor: Principal) -> Operation:
-    op = Operation(kind=kind, tenant_id=vm.tenant_id, target_type="vm", target_id=vm.id,
-                   status=OpStatus.PENDING.value, created_by=actor.user_id, request_id=request_id.get())
-    db.session.add(op)
-    db.session.flush()
-    return op
-
-
-def enqueue(op: Operation) -> None:
-    """Send the operation's task once the transaction that created it has committed."""
-    op_id, kind = op.id, op.kind
-
-    def _send() -> None:
-        from controlplane.tasks.dispatch import dispatch
-
-        dispatch(kind, op_id)
-
-    after_commit(_send)
+from controlplane.models import Operation
+from controlplane.queue import task_for
 
 
 def get_operation(actor: Principal, op_id: str) -> Operation:
@@ -56,12 +35,10 @@ def list_operations(actor: Principal, *, status: str | None = None, target_id: s
     return paginate(stmt, limit, offset)
 
 
-def stale_operations(older_than_s: float) -> list[Operation]:
-    """Pending operations whose task was never delivered (e.g. the broker was down at commit time)."""
-    cutoff = utcnow() - timedelta(seconds=older_than_s)
-    return list(db.session.execute(select(Operation).where(
-        Operation.status == OpStatus.PENDING.value, Operation.updated_at < cutoff)).scalars())
-
-
-def op_view(op: Operation) -> dict[str, Any]:
-    return {"id": op.id, "kind": op.kind, "status": op.status, "progress": op.progress, "error": op.error}
+def requeue_stale() -> int:
+    """Re-send operations whose task never reached a worker (the operations table is the outbox)."""
+    ops = [(op.kind, op.id) for op in stale_operations(settings().operation_stale_s)]
+    db.session.rollback()
+    for kind, op_id in ops:
+        send_operation(task_for(kind), op_id)
+    return len(ops)

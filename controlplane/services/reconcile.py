@@ -16,14 +16,13 @@ from typing import Any
 from sqlalchemy import select
 
 from agents import DomainInfo, DomainState, DriverError
-from controlplane import audit
 from controlplane.context import SYSTEM
+from controlplane.core.audit import audited, record
+from controlplane.core.drivers import driver_for
+from controlplane.core.state_machine import can_transition
+from controlplane.core.tx import transaction
 from controlplane.db import db
 from controlplane.models import VM, Host, VMState
-from controlplane.services.lifecycle import driver_for
-from controlplane.services.tx import transaction
-from controlplane.services.vms import vm_view
-from controlplane.state_machine import can_transition
 
 log = logging.getLogger("confluencia.reconcile")
 SETTLED = (VMState.ACTIVE.value, VMState.STOPPED.value, VMState.ERROR.value)
@@ -130,15 +129,14 @@ def _update(vm_id: str, action: str, *, host_id: str | None = None, state: Domai
         vm = db.session.execute(select(VM).where(VM.id == vm_id).with_for_update()).scalar_one()
         if vm.state not in SETTLED:
             return  # an operation started meanwhile: leave it alone
-        before = vm_view(vm)
-        if host_id is not None:
-            vm.host_id = host_id
-        new = _state_of(state) if state is not None else None
-        if error is not None and can_transition(vm.state, VMState.ERROR):
-            vm.state, vm.status_reason = VMState.ERROR.value, error
-        elif new is not None and new != vm.state:
-            vm.state, vm.status_reason = new, "state corrected by reconcile"
-        audit.record(SYSTEM, action, "vm", vm.id, tenant_id=vm.tenant_id, before=before, after=vm_view(vm))
+        with audited(SYSTEM, action, vm):
+            if host_id is not None:
+                vm.host_id = host_id
+            new = _state_of(state) if state is not None else None
+            if error is not None and can_transition(vm.state, VMState.ERROR):
+                vm.state, vm.status_reason = VMState.ERROR.value, error
+            elif new is not None and new != vm.state:
+                vm.state, vm.status_reason = new, "state corrected by reconcile"
 
 
 def _remove(host: Host, vm_id: str, report: ReconcileReport, why: str) -> None:
@@ -149,4 +147,4 @@ def _remove(host: Host, vm_id: str, report: ReconcileReport, why: str) -> None:
         return
     report.removed.append({"host": host.name, "domain": vm_id, "why": why})
     with transaction():
-        audit.record(SYSTEM, "reconcile.removed", "vm", vm_id, after={"host": host.name, "why": why})
+        record(SYSTEM, "reconcile.removed", "vm", vm_id, after={"host": host.name, "why": why})

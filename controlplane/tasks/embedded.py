@@ -15,10 +15,10 @@ from celery.worker import WorkController
 from flask import Flask
 from sqlalchemy import select
 
+from controlplane import queue
 from controlplane.db import db
-from controlplane.models import Operation, OpStatus
-from controlplane.tasks.celery_app import celery_app
-from controlplane.tasks.dispatch import dispatch
+from controlplane.models import UNFINISHED, Operation, OpKind
+from controlplane.queue import celery_app
 
 log = logging.getLogger("confluencia.worker")
 
@@ -36,15 +36,16 @@ class EmbeddedWorker:
         if resend_unfinished:
             with self.app.app_context():
                 unfinished = list(db.session.execute(select(Operation).where(
-                    Operation.status.in_([OpStatus.PENDING.value, OpStatus.RUNNING.value]))).scalars())
+                    Operation.status.in_(UNFINISHED))).scalars())
                 for op in unfinished:  # their worker died with the previous process: free their leases
                     op.worker_id = op.lease_expires_at = None
-                ops = [(op.id, op.kind) for op in unfinished]
+                sends = [(queue.PLAN_ADVANCE, op.target_id) if op.kind == OpKind.PLAN_EXECUTE
+                         else (queue.task_for(op.kind), op.id) for op in unfinished]
                 db.session.commit()
-            for op_id, kind in ops:
-                dispatch(kind, op_id)
-            if ops:
-                log.info("re-sent %d unfinished operations", len(ops))
+            for name, ident in sends:
+                queue.send(name, [ident])
+            if sends:
+                log.info("re-sent %d unfinished operations", len(sends))
         return self
 
     def stop(self) -> None:

@@ -21,7 +21,7 @@ def hv1_unreachable() -> Iterator[None]:
 
 
 def check(app: Any) -> dict[str, str]:
-    from controlplane.services import health
+    from controlplane.services import host_health as health
 
     with app.app_context():
         return health.check_hosts()
@@ -66,7 +66,7 @@ def test_health_checks_leave_hosts_in_maintenance_alone(app: Any, world: World, 
 
 def test_embedded_beat_runs_the_health_check_on_its_schedule(world: World, hv1_unreachable: None) -> None:
     """What ``confluencia serve``/``demo`` run next to the embedded worker: the periodic tasks."""
-    from controlplane.tasks.celery_app import celery_app
+    from controlplane.queue import celery_app
     from controlplane.tasks.embedded import EmbeddedBeat
 
     saved = celery_app.conf.beat_schedule

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from freezegun import freeze_time
 
-from controlplane.app import SETTINGS_KEY
+from controlplane.config import SETTINGS_KEY
 from tests.api.test_plans import skew
 from tests.conftest import World, wait_for
 
@@ -30,7 +30,7 @@ def configure(app: Any) -> Iterator[Any]:
 
 
 def run_nightly(app: Any, when: str) -> Any:
-    from controlplane.services import nightly
+    from controlplane.services.plans import nightly
 
     with app.app_context(), freeze_time(when):
         return nightly.run()
@@ -84,10 +84,11 @@ def test_an_approved_nightly_plan_waits_for_the_window(world: World, app: Any, c
     with freeze_time(OUTSIDE):
         r = world.operator.post(f"/v1/plans/{decision.plan_id}/approve")
         assert r.status_code == 202
-        from controlplane.services import executor
+        from controlplane.services.plans import execute as executor
+        from controlplane.services.plans import rules
 
         with app.app_context():
-            assert executor.advance(decision.plan_id) == executor.WINDOW_WAIT_S
+            assert executor.advance(decision.plan_id) == rules.WINDOW_WAIT_S
         plan = world.operator.get(f"/v1/plans/{decision.plan_id}").get_json()
     assert plan["status"] == "approved" and all(m["status"] == "pending" for m in plan["moves"])
     world.operator.post(f"/v1/plans/{decision.plan_id}/cancel")

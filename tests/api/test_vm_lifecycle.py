@@ -67,7 +67,7 @@ def test_every_state_change_is_audited_and_chained(world: World, app) -> None:
     # tenant B sees none of it
     assert world.admin_b.get(f"/v1/audit?target_id={vm_id}").get_json()["total"] == 0
 
-    from controlplane.audit import verify_chain
+    from controlplane.core.audit import verify_chain
     from controlplane.db import db
     from controlplane.models import AuditEntry
 

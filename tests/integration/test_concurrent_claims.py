@@ -22,9 +22,10 @@ HOSTS = [("c1", 64, 16384), ("c2", 64, 16384), ("c3", 64, 16384), ("c4", 64, 819
 
 
 def test_parallel_creates_never_overcommit(app: Any, clean_db: None) -> None:
+    from controlplane.core import capacity
     from controlplane.db import db
     from controlplane.models import VM, Host, Tenant
-    from controlplane.services import capacity, hosts, identity, tenants
+    from controlplane.services import hosts, tenants, tokens, users
 
     with app.app_context():
         for name, vcpus, ram in HOSTS:
@@ -35,8 +36,8 @@ def test_parallel_creates_never_overcommit(app: Any, clean_db: None) -> None:
             t = tenants.create_tenant(SEEDER, {"slug": f"t{i}", "name": f"Tenant {i}", "quota_vcpus": 1000,
                                                "quota_ram_mib": 1_000_000, "quota_disk_gib": 10_000,
                                                "quota_vms": QUOTA_VMS if i else 5})
-            u = identity.create_user(SEEDER, f"admin-{i}", "admin", t.id)
-            callers.append(identity.issue_token(SEEDER, u.id, "t")[1])
+            u = users.create_user(SEEDER, f"admin-{i}", "admin", t.id)
+            callers.append(tokens.issue_token(SEEDER, u.id, "t")[1])
 
     rng = random.Random(7)
     plan = [(rng.randrange(TENANTS), rng.choice([1, 2]), n) for n in range(REQUESTS)]

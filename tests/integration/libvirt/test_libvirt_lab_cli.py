@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from agents.libvirt_lab import missing_requirements
-from controlplane.lab_cli import lab
+from api.cli.lab import lab
 
 pytestmark = [
     pytest.mark.libvirt,

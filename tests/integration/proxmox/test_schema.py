@@ -38,7 +38,13 @@ def test_every_simulated_route_is_in_the_schema_with_known_parameters():
         params = SCHEMA["paths"][key][method].get("parameters", {}).get("properties", {})
         for name in spec:
             assert name in params or f"{name.rstrip('0123456789')}[n]" in params, f"{method} {key}: {name}"
-    assert len({(m, p) for m, p, _, _ in ROUTES}) == sum(len(v) for v in SCHEMA["paths"].values())
+    assert len({(m, p) for m, p, _, _ in ROUTES}) == len(ROUTES)  # no route is listed twice
+    # the reference also holds endpoints the simulator does not offer yet (issues 13, 14, 16 add them);
+    # the test below calls every simulated route and validates each answer
+
+
+def _keys() -> set[tuple[str, str]]:
+    return {(m, re.sub(r"\(\?P<(\w+)>\[\^/\]\+\)", r"{\1}", p)) for m, p, _, _ in ROUTES}
 
 
 def test_responses_validate_against_the_official_schema(pve: Pve):
@@ -77,7 +83,7 @@ def test_responses_validate_against_the_official_schema(pve: Pve):
     call("DELETE", f"nodes/pve1/tasks/{hung}")
     assert pve.wait_task(hung)["exitstatus"] != "OK"
     pve.wait_task(call("DELETE", "nodes/pve1/qemu/101", purge="1", **{"destroy-unreferenced-disks": "1"}))
-    assert len(seen) == 22, sorted(seen)
+    assert seen == _keys(), sorted(_keys() - seen)
 
 
 def test_running_task_status_and_node_list_also_validate(pve: Pve):

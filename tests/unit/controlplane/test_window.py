@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from controlplane.services.window import contains, parse
+from controlplane.core.window import contains, parse
 
 BA = "America/Argentina/Buenos_Aires"  # UTC-3, no daylight saving
 

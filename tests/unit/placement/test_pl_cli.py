@@ -7,8 +7,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from api.cli.placement import placement
 from bench.gen import generate
-from controlplane.placement_cli import placement
 from placement import cluster_to_dict
 from placement.htools import format_htools, from_snapshot, parse_htools, to_snapshot
 from placement.state import State

@@ -1,0 +1,36 @@
+"""The ``confluencia`` command: every group and command, imported at module level (a command that
+cannot be imported fails the whole command loudly instead of silently disappearing).
+
+- ``serve``, ``demo`` (:mod:`.server`); ``db upgrade``, ``bootstrap-operator`` (:mod:`.database`);
+  ``audit verify`` (:mod:`.audit`): run on the control plane's own database;
+- ``plans``, ``hosts`` (:mod:`.plans`, :mod:`.hosts`): the operators' HTTP client of the API;
+- ``placement`` (:mod:`.placement`): the placement engine on JSON or Ganeti htools files, offline;
+- ``lab`` (:mod:`.lab`): the libvirt test lab of session daemons on this machine.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from api.cli.audit import audit
+from api.cli.database import bootstrap_operator, db
+from api.cli.hosts import hosts
+from api.cli.lab import lab
+from api.cli.placement import placement
+from api.cli.plans import plans
+from api.cli.server import demo, serve
+
+
+@click.group()
+def main() -> None:
+    """Confluencia control plane / plano de control Confluencia."""
+
+
+for _command in (serve, demo, db, bootstrap_operator, audit, plans, hosts, placement, lab):
+    main.add_command(_command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

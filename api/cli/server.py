@@ -1,0 +1,70 @@
+"""``confluencia serve`` and ``confluencia demo``: the API with, on the in-memory broker, an embedded
+Celery worker and beat in the same process."""
+
+from __future__ import annotations
+
+import os
+
+import click
+from werkzeug.serving import run_simple
+
+from api import create_app
+from controlplane.app import create_core_app
+from controlplane.config import Settings
+from controlplane.schema import upgrade
+from controlplane.seed import seed_demo
+from controlplane.tasks.embedded import EmbeddedBeat, EmbeddedWorker
+
+
+def _serve(settings: Settings, banner: str = "") -> None:
+    app = create_app(settings)
+    worker = EmbeddedWorker(app, settings.worker_concurrency).start() if settings.embedded_worker else None
+    beat = EmbeddedBeat().start() if settings.embedded_worker else None  # nightly, health checks, reconcile
+    host, _, port = settings.bind.rpartition(":")
+    if banner:
+        click.echo(banner)
+    try:
+        run_simple(host or "127.0.0.1", int(port), app, threaded=True, use_reloader=False)
+    finally:
+        if beat is not None:
+            beat.stop()
+        if worker is not None:
+            worker.stop()
+
+
+@click.command()
+def serve() -> None:
+    """Run the API (and, with the in-memory broker, an embedded Celery worker) on CONFLUENCIA_BIND."""
+    settings = Settings.from_env()
+    upgrade(settings.database_url)
+    _serve(settings)
+
+
+@click.command()
+def demo() -> None:
+    """Embedded demo: SQLite, in-process worker, simulated data center; prints tokens and curl commands."""
+    os.environ.setdefault("CONFLUENCIA_SIM_DELAY_SCALE", "1.0")
+    settings = Settings.from_env()
+    upgrade(settings.database_url)
+    with create_core_app(settings).app_context():
+        tokens = seed_demo()
+    base = f"http://{settings.bind}"
+    admin_token = tokens.tenants["san-martin"][0]
+    lines = [
+        "", "Confluencia demo / demostración", "=" * 40,
+        f"API:  {base}/v1    docs: {base}/docs    database: {settings.database_url}",
+        f"operator token (operador):            {tokens.operator}",
+    ]
+    for slug, (adm, mem) in tokens.tenants.items():
+        lines.append(f"{slug} admin token:   {adm}")
+        lines.append(f"{slug} member token:  {mem}")
+    lines += [
+        "", "Try / pruebe:",
+        f"export TOKEN={admin_token}",
+        f"curl -s -X POST {base}/v1/vms -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' "
+        "-d '{\"name\": \"web-01\", \"flavor\": \"m1.small\"}'",
+        f"curl -s {base}/v1/vms -H \"Authorization: Bearer $TOKEN\"",
+        f"curl -s {base}/v1/quota -H \"Authorization: Bearer $TOKEN\"",
+        "", "Ctrl+C to stop / para detener.", "",
+    ]
+    _serve(settings, "\n".join(lines))

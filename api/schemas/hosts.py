@@ -1,0 +1,93 @@
+"""Hypervisor hosts (operators): registration, update, maintenance, utilisation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import Schema, fields, validate
+
+from api.schemas.common import Count, Name, PageArgs, StrictSchema
+
+DRIVERS = ["simulated", "libvirt", "proxmox"]
+
+
+HOST_STATES = ["enabled", "maintenance", "disabled", "down"]
+
+
+def Ratio() -> fields.Float:
+    return fields.Float(validate=validate.Range(min=0.1, max=64.0), allow_nan=False)
+
+
+class HostCreate(StrictSchema):
+    name = fields.String(required=True, validate=validate.Regexp(
+        r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,61}[A-Za-z0-9])?$", error="A host name: letters, digits, '.', '-'."))
+    driver = fields.String(required=True, validate=validate.OneOf(DRIVERS))
+    uri = fields.String(required=True, validate=validate.Length(min=1, max=500))
+    vcpus = Count(1, 4096, required=True)
+    ram_mib = Count(256, 64 * 1024 * 1024, required=True)
+    disk_gib = Count(1, 1024 * 1024, required=True)
+    reserved_vcpus = Count(0, 4096)
+    reserved_ram_mib = Count(0, 64 * 1024 * 1024)
+    reserved_disk_gib = Count(0, 1024 * 1024)
+    cpu_ratio = Ratio()
+    ram_ratio = Ratio()
+    disk_ratio = Ratio()
+    zone = Name(allow_none=True)
+    state = fields.String(validate=validate.OneOf(HOST_STATES))
+    exclude_from_rebalance = fields.Boolean(metadata={"description": "Never a source or target of rebalancing"})
+    options = fields.Dict(keys=fields.String(validate=validate.Length(min=1, max=64)),
+                          values=fields.String(validate=validate.Length(max=2000)), load_only=True,
+                          metadata={"description": "Driver options, e.g. Proxmox token_id/token_secret. "
+                                                   "Write-only: never returned."})
+
+
+class HostUpdate(HostCreate):
+    """Every field optional (PATCH). marshmallow has no ``Meta.partial``: load partially by default."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("partial", True)
+        super().__init__(*args, **kwargs)
+
+    state_reason = fields.String(validate=validate.Length(max=500), allow_none=True)
+
+
+class HostUsage(Schema):
+    capacity = fields.Dict()
+    allocated = fields.Dict()
+    utilisation = fields.Dict()
+    vms = fields.Integer()
+
+
+class Host(Schema):
+    id = fields.String()
+    name = fields.String()
+    driver = fields.String()
+    uri = fields.String()
+    vcpus = fields.Integer()
+    ram_mib = fields.Integer()
+    disk_gib = fields.Integer()
+    reserved_vcpus = fields.Integer()
+    reserved_ram_mib = fields.Integer()
+    reserved_disk_gib = fields.Integer()
+    cpu_ratio = fields.Float()
+    ram_ratio = fields.Float()
+    disk_ratio = fields.Float()
+    zone = fields.String(allow_none=True)
+    state = fields.String()
+    state_reason = fields.String(allow_none=True)
+    exclude_from_rebalance = fields.Boolean()
+    option_keys = fields.List(fields.String(), metadata={"description": "Names of the driver options set"})
+    version = fields.Integer()
+    usage = fields.Nested(HostUsage)
+    created_at = fields.DateTime()
+
+
+class HostListArgs(PageArgs):
+    state = fields.String(validate=validate.OneOf(HOST_STATES))
+    zone = fields.String(validate=validate.Length(max=63))
+    driver = fields.String(validate=validate.OneOf(DRIVERS))
+
+
+class MaintenanceIn(StrictSchema):
+    enabled = fields.Boolean(required=True)
+    reason = fields.String(validate=validate.Length(max=500), load_default=None, allow_none=True)

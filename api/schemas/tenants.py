@@ -1,0 +1,53 @@
+"""Municipalities (tenants), their quotas and what they use."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields
+
+from api.schemas.common import Count, Name, Slug, StrictSchema
+
+
+class TenantCreate(StrictSchema):
+    slug = Slug(required=True)
+    name = Name(200, required=True)
+    quota_vcpus = Count(0, 1_000_000, load_default=0)
+    quota_ram_mib = Count(0, 2**31 - 1, load_default=0)
+    quota_disk_gib = Count(0, 2**31 - 1, load_default=0)
+    quota_vms = Count(0, 100_000, load_default=0)
+
+
+class TenantUpdate(StrictSchema):
+    name = Name(200)
+    exclude_from_rebalance = fields.Boolean(metadata={"description": "Rebalancing leaves its VMs where they are"})
+    quota_vcpus = Count(0, 1_000_000)
+    quota_ram_mib = Count(0, 2**31 - 1)
+    quota_disk_gib = Count(0, 2**31 - 1)
+    quota_vms = Count(0, 100_000)
+
+
+class Tenant(Schema):
+    id = fields.String()
+    slug = fields.String()
+    name = fields.String()
+    quota_vcpus = fields.Integer()
+    quota_ram_mib = fields.Integer()
+    quota_disk_gib = fields.Integer()
+    quota_vms = fields.Integer()
+    exclude_from_rebalance = fields.Boolean()
+    version = fields.Integer()
+    created_at = fields.DateTime()
+
+
+class QuotaLine(Schema):
+    limit = fields.Integer()
+    used = fields.Integer()
+    available = fields.Integer()
+
+
+class Quota(Schema):
+    tenant_id = fields.String()
+    tenant = fields.String()
+    vcpus = fields.Nested(QuotaLine)
+    ram_mib = fields.Nested(QuotaLine)
+    disk_gib = fields.Nested(QuotaLine)
+    vms = fields.Nested(QuotaLine)

@@ -1,0 +1,67 @@
+"""A municipality's virtual machines."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from api.schemas.common import Count, Name, PageArgs, StrictSchema
+
+VM_STATES = ["PENDING", "BUILDING", "ACTIVE", "STOPPED", "MIGRATING", "DELETING", "DELETED", "ERROR"]
+
+
+class VMCreate(StrictSchema):
+    name = Name(required=True, metadata={"description": "1-63 characters, no control characters"})
+    flavor = fields.String(validate=validate.Length(min=1, max=63),
+                           metadata={"description": "Flavor name or id; or give vcpus, ram_mib and disk_gib"})
+    vcpus = Count(1, 256)
+    ram_mib = Count(16, 4 * 1024 * 1024, metadata={"description": "16 MiB to 4 TiB"})
+    disk_gib = Count(0, 64 * 1024)
+    image = fields.String(validate=validate.Length(min=1, max=200), allow_none=True)
+    anti_affinity_group = Name(allow_none=True, metadata={
+        "description": "VMs of your municipality with the same group never share a host"})
+    tenant_id = fields.String(validate=validate.Length(equal=36), metadata={"description": "Operators only"})
+    host = fields.String(validate=validate.Length(min=1, max=63),
+                         metadata={"description": "Operators only: place on this host (override)"})
+
+
+class VM(Schema):
+    id = fields.String()
+    name = fields.String()
+    tenant_id = fields.String()
+    state = fields.String()
+    status_reason = fields.String(allow_none=True)
+    flavor_id = fields.String(allow_none=True)
+    vcpus = fields.Integer()
+    ram_mib = fields.Integer()
+    disk_gib = fields.Integer()
+    image = fields.String(allow_none=True)
+    anti_affinity_group = fields.String(allow_none=True)
+    pinned = fields.Boolean()
+    host_id = fields.String(allow_none=True)
+    version = fields.Integer()
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+    launched_at = fields.DateTime(allow_none=True)
+    deleted_at = fields.DateTime(allow_none=True)
+
+
+class VMAccepted(Schema):
+    vm = fields.Nested(VM)
+    operation_id = fields.String()
+
+
+class VMListArgs(PageArgs):
+    state = fields.String(validate=validate.OneOf(VM_STATES))
+    name = fields.String(validate=validate.Length(max=63), metadata={"description": "substring"})
+    tenant_id = fields.String(validate=validate.Length(max=36), metadata={"description": "Operators only"})
+    host_id = fields.String(validate=validate.Length(max=36), metadata={"description": "Operators only"})
+    include_deleted = fields.Boolean(load_default=False)
+
+
+class VMUpdate(StrictSchema):
+    pinned = fields.Boolean(metadata={"description": "Operators: never move this VM (rebalance or drain)"})
+
+
+class MigrateArgs(StrictSchema):
+    host = fields.String(required=True, validate=validate.Length(min=1, max=63),
+                         metadata={"description": "Target host name or id"})

@@ -1,0 +1,49 @@
+"""The whole data center as a placement snapshot (for plans), with the rebalance exclusions applied.
+
+Precedence, strongest first (documented in the README):
+1. anti-affinity is never broken, by any plan;
+2. pinned VMs never move, not even to drain a host (a host holding pinned VMs cannot enter maintenance);
+3. a VM with an operation in flight (building, migrating, deleting) stays where it is;
+4. ``exclude_from_rebalance`` on a municipality or a host keeps its VMs where they are and the host out
+   of rebalancing targets, for rebalance plans only: draining a host for maintenance still moves them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from controlplane.core.lookups import anti_affinity_key
+from controlplane.db import db
+from controlplane.models import VM, Host, Tenant, VMState
+from placement import Budget, ClusterSnapshot, HostSnapshot, VMSnapshot, plan_rebalance
+
+STABLE = (VMState.ACTIVE.value, VMState.STOPPED.value)
+
+
+def snapshot(for_drain: bool = False) -> ClusterSnapshot:
+    hosts = list(db.session.execute(select(Host).order_by(Host.name)).scalars())
+    excluded_tenants = set(db.session.execute(select(Tenant.id).where(Tenant.exclude_from_rebalance)).scalars())
+    vms = db.session.execute(select(VM).where(VM.host_id.is_not(None), VM.state != VMState.DELETED.value)
+                             .order_by(VM.id)).scalars()
+    snap_vms: list[VMSnapshot] = []
+    for vm in vms:
+        group = anti_affinity_key(vm.tenant_id, vm.anti_affinity_group)
+        stays = vm.pinned or vm.state not in STABLE or (not for_drain and vm.tenant_id in excluded_tenants)
+        demand = (float(vm.vcpus), float(vm.ram_mib), float(vm.disk_gib))
+        snap_vms.append(VMSnapshot(id=vm.id, host=vm.host_id or "", demand=demand, tenant=vm.tenant_id,
+                                   anti_affinity=group, pinned=stays))
+        if vm.migration_target_id:  # the target's claim while the guest is copied
+            snap_vms.append(VMSnapshot(id=f"{vm.id}@target", host=vm.migration_target_id, demand=demand,
+                                       tenant=vm.tenant_id, anti_affinity=group, pinned=True))
+    snap_hosts = [HostSnapshot(id=h.id, capacity=h.capacity(), state=h.state, zone=h.zone,
+                               exclude_from_rebalance=h.exclude_from_rebalance and not for_drain)
+                  for h in hosts]
+    return ClusterSnapshot(hosts=snap_hosts, vms=snap_vms)
+
+
+def balance(snap: ClusterSnapshot | None = None) -> dict[str, Any]:
+    """Objective (summed stdev of utilisation), per-resource stdev and max-min spread, right now."""
+    plan = plan_rebalance(snap or snapshot(), Budget(max_moves=0))  # no moves: just the measurements
+    return {"objective": plan.objective_before, "stdev": plan.stdev_before, "spread": plan.spread_before}

@@ -1,0 +1,116 @@
+"""The operation lease: which delivery of a task works on an operation, and until when.
+
+A worker loads the operation and its VM under row locks (:func:`load_op`), takes the lease
+(:func:`start_op`), does the hypervisor I/O outside any transaction, and settles the operation
+(:func:`finish_op`). A duplicate delivery finds the lease held and waits (:class:`Busy`); a redelivery
+after the worker died (same task id) takes it over at once; a finished operation raises :class:`Finished`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, timedelta
+
+from sqlalchemy import select
+
+from controlplane import context
+from controlplane.context import SYSTEM
+from controlplane.core.audit import audited
+from controlplane.core.tx import transaction
+from controlplane.db import db
+from controlplane.models import VM, Operation, OpStatus
+from controlplane.models.base import utcnow
+
+log = logging.getLogger("confluencia.leases")
+LEASE = timedelta(minutes=15)
+
+
+class Finished(Exception):
+    """The operation is already over (redelivery of a finished task, or cancelled)."""
+
+
+class Busy(Exception):
+    """Another delivery of the same operation holds its lease; try again in ``retry_in`` seconds."""
+
+    def __init__(self, retry_in: float) -> None:
+        super().__init__(f"operation busy, retry in {retry_in:.0f}s")
+        self.retry_in = retry_in
+
+
+def load_op(op_id: str) -> tuple[Operation, VM]:
+    """The unfinished operation and its VM, both row-locked for this transaction."""
+    op = db.session.execute(select(Operation).where(Operation.id == op_id).with_for_update()).scalar_one()
+    if op.status in (OpStatus.SUCCEEDED, OpStatus.FAILED):
+        raise Finished(op.status)
+    vm = db.session.execute(select(VM).where(VM.id == op.target_id).with_for_update(of=VM)).scalar_one()
+    return op, vm
+
+
+def start_op(op: Operation) -> None:
+    """Take the operation's lease for this delivery, or raise :class:`Busy` while another one holds it."""
+    me, now = context.worker_id.get() or "inline", utcnow()
+    expires = op.lease_expires_at
+    if expires is not None and expires.tzinfo is None:
+        expires = expires.replace(tzinfo=UTC)
+    if op.worker_id not in (None, me) and expires is not None and expires > now:
+        raise Busy(min((expires - now).total_seconds(), 10.0))
+    op.worker_id, op.lease_expires_at = me, now + LEASE
+    op.status = OpStatus.RUNNING.value
+    op.attempts += 1
+    op.started_at = op.started_at or utcnow()
+
+
+def release(op: Operation) -> None:
+    """Give the operation back: the next delivery (retry, new host, restarted worker) may take it."""
+    op.status = OpStatus.PENDING.value
+    op.worker_id = op.lease_expires_at = None
+
+
+def finish_op(op: Operation, ok: bool, error: str | None = None) -> None:
+    op.lease_expires_at = None
+    op.status = (OpStatus.SUCCEEDED if ok else OpStatus.FAILED).value
+    op.progress = 100 if ok else op.progress
+    op.error = error
+    op.finished_at = utcnow()
+
+
+def set_progress(op_id: str, pct: int) -> None:
+    with transaction():
+        op = db.session.get(Operation, op_id)
+        if op is not None and op.status == OpStatus.RUNNING:
+            op.progress = max(op.progress, pct)
+
+
+def fail_op(op_id: str, action: str, reason: str, also: Callable[[VM], None] | None = None) -> None:
+    """Settle an unfinished operation as failed (audit entry ``action``, ``also`` applied to its VM in the
+    same transaction); nothing happens when the operation is already over."""
+    with transaction():
+        try:
+            op, vm = load_op(op_id)
+        except Finished:
+            return
+        with audited(SYSTEM, action, vm, operation=op, error=reason):
+            finish_op(op, False, reason)
+            if also is not None:
+                also(vm)
+
+
+def fail_unexpected(op_id: str, exc: BaseException) -> None:
+    """Mark the operation failed after an error no step handled (the VM keeps its state for reconcile)."""
+    log.error("operation %s failed unexpectedly", op_id, exc_info=exc)
+    try:
+        with transaction():
+            op = db.session.get(Operation, op_id)
+            if op is not None and op.status in (OpStatus.PENDING, OpStatus.RUNNING):
+                finish_op(op, False, f"internal error: {type(exc).__name__}")
+    except Exception:  # the database itself is gone: the stale-operation sweep will resend it
+        log.exception("could not record the failure of operation %s", op_id)
+
+
+def request_id_of(op_id: str) -> str | None:
+    """The request id of the HTTP request that started the operation (for the worker's log and audit)."""
+    op = db.session.get(Operation, op_id)
+    rid = op.request_id if op is not None else None
+    db.session.rollback()
+    return rid

@@ -1,0 +1,44 @@
+"""Queries several use cases share: a host by id or name, the operation in progress on an object, and
+the anti-affinity key of a VM."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from controlplane.db import db
+from controlplane.errors import ValidationFailed, not_found
+from controlplane.models import UNFINISHED, Host, Operation
+
+
+def find_host(ref: str, *, lock: bool = False) -> Host | None:
+    """The host whose id or name is ``ref`` (row-locked with ``lock``), or None."""
+    stmt = select(Host).where((Host.id == ref) | (Host.name == ref))
+    return db.session.execute(stmt.with_for_update() if lock else stmt).scalar_one_or_none()
+
+
+def host_or_404(ref: str, *, lock: bool = False) -> Host:
+    """For a path parameter: an unknown host is 404."""
+    host = find_host(ref, lock=lock)
+    if host is None:
+        raise not_found("host", ref)
+    return host
+
+
+def host_or_422(ref: str | None, field: str = "host", *, lock: bool = False) -> Host:
+    """For a body field naming a host: an unknown host is a validation error on that field."""
+    host = find_host(ref, lock=lock) if ref else None
+    if host is None:
+        raise ValidationFailed(f"Unknown host {ref!r}.", errors={field: ["Unknown host."]})
+    return host
+
+
+def operation_in_progress(target_id: str) -> Operation | None:
+    """The pending or running operation on ``target_id``, if any."""
+    return db.session.execute(select(Operation).where(
+        Operation.target_id == target_id, Operation.status.in_(UNFINISHED))
+        .order_by(Operation.created_at)).scalars().first()
+
+
+def anti_affinity_key(tenant_id: str, group: str | None) -> frozenset[str]:
+    """Anti-affinity groups are per tenant: two municipalities may use the same group name."""
+    return frozenset() if not group else frozenset({f"{tenant_id}/{group}"})

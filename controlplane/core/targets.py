@@ -1,0 +1,46 @@
+"""Can this host take this VM right now? The checks of an operator's host override and of every move
+(a manual migration when it is requested, each plan move again when its turn comes)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from controlplane.core import capacity
+from controlplane.db import db
+from controlplane.errors import InsufficientCapacity, InvalidState, Msg
+from controlplane.models import VM, Host, HostState, VMState
+
+
+def check_override(vm: VM, host: Host) -> None:
+    """An operator places a new VM on ``host`` (row-locked by the caller): it must take VMs and have room."""
+    if host.state != HostState.ENABLED:
+        raise InvalidState(Msg(f"Host {host.name} is {host.state}; it takes no new VMs.",
+                               f"El host {host.name} está en estado {host.state}; no recibe VMs nuevas."))
+    if not capacity.fits(host, capacity.host_allocation(host.id), vm.vcpus, vm.ram_mib, vm.disk_gib):
+        raise InvalidState(Msg(f"Host {host.name} has no room for this VM.",
+                               f"El host {host.name} no tiene lugar para esta VM."))
+
+
+def check_target(vm: VM, target: Host, source: Host) -> None:
+    """Raise when ``target`` cannot take ``vm`` from ``source`` now (state, driver, capacity, anti-affinity)."""
+    if target.id == source.id:
+        raise InvalidState(Msg(f"VM {vm.name!r} already runs on {target.name}.",
+                               f"La VM {vm.name!r} ya está en {target.name}."))
+    if target.state != HostState.ENABLED:
+        raise InvalidState(Msg(f"Host {target.name} is {target.state}; it takes no VMs.",
+                               f"El host {target.name} está en estado {target.state}; no recibe VMs."))
+    if target.driver != source.driver:
+        raise InvalidState(Msg(f"Cannot live-migrate between a {source.driver} and a {target.driver} host.",
+                               f"No se puede migrar en vivo entre un host {source.driver} y uno {target.driver}."))
+    if not capacity.fits(target, capacity.host_allocation(target.id), vm.vcpus, vm.ram_mib, vm.disk_gib):
+        raise InsufficientCapacity(Msg(f"Host {target.name} has no room for VM {vm.name!r}.",
+                                       f"El host {target.name} no tiene lugar para la VM {vm.name!r}."))
+    if vm.anti_affinity_group:
+        clash = db.session.execute(select(VM.id).where(
+            VM.tenant_id == vm.tenant_id, VM.anti_affinity_group == vm.anti_affinity_group, VM.id != vm.id,
+            VM.state != VMState.DELETED.value,
+            (VM.host_id == target.id) | (VM.migration_target_id == target.id))).first()
+        if clash is not None:
+            raise InvalidState(Msg(
+                f"Host {target.name} already runs a VM of anti-affinity group {vm.anti_affinity_group!r}.",
+                f"El host {target.name} ya tiene una VM del grupo de antiafinidad {vm.anti_affinity_group!r}."))

@@ -1,0 +1,82 @@
+"""Plain-data views of the models: what the audit log keeps of an object (and what tasks hand around).
+
+One function per model and :func:`view_of` to pick it, so that every audit entry of a kind of object
+carries the same fields. Secrets never appear: a host shows its driver option *names*, a token its
+prefix, never the values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from controlplane.models import VM, ApiToken, Flavor, Host, Operation, Plan, Tenant, User
+
+QUOTA_FIELDS = ("quota_vcpus", "quota_ram_mib", "quota_disk_gib", "quota_vms")
+HOST_FIELDS = ("name", "driver", "uri", "vcpus", "ram_mib", "disk_gib", "reserved_vcpus", "reserved_ram_mib",
+               "reserved_disk_gib", "cpu_ratio", "ram_ratio", "disk_ratio", "zone", "state", "state_reason",
+               "exclude_from_rebalance")
+
+
+def vm_view(vm: VM) -> dict[str, Any]:
+    return {"id": vm.id, "name": vm.name, "tenant_id": vm.tenant_id, "state": vm.state,
+            "vcpus": vm.vcpus, "ram_mib": vm.ram_mib, "disk_gib": vm.disk_gib, "host_id": vm.host_id,
+            "migration_target_id": vm.migration_target_id, "status_reason": vm.status_reason,
+            "anti_affinity_group": vm.anti_affinity_group, "pinned": bool(vm.pinned)}
+
+
+def host_view(h: Host) -> dict[str, Any]:
+    return {**{f: getattr(h, f) for f in HOST_FIELDS}, "option_keys": sorted(h.driver_options or {})}
+
+
+def tenant_view(t: Tenant) -> dict[str, Any]:
+    return {"slug": t.slug, "name": t.name, "exclude_from_rebalance": bool(t.exclude_from_rebalance),
+            **{f: getattr(t, f) for f in QUOTA_FIELDS}}
+
+
+def plan_view(p: Plan) -> dict[str, Any]:
+    return {"kind": p.kind, "origin": p.origin, "status": p.status, "moves": len(p.moves),
+            "cost_ram_mib": p.cost_ram_mib, "budget": p.budget, "reason": p.reason,
+            "cancel_requested": bool(p.cancel_requested)}
+
+
+def token_view(tok: ApiToken) -> dict[str, Any]:
+    return {"id": tok.id, "name": tok.name, "prefix": tok.prefix, "user_id": tok.user_id,
+            "created_at": tok.created_at, "expires_at": tok.expires_at, "revoked_at": tok.revoked_at}
+
+
+def user_view(u: User) -> dict[str, Any]:
+    return {"username": u.username, "role": u.role, "tenant_id": u.tenant_id, "display_name": u.display_name,
+            "disabled_at": u.disabled_at}
+
+
+def flavor_view(f: Flavor) -> dict[str, Any]:
+    return {"name": f.name, "vcpus": f.vcpus, "ram_mib": f.ram_mib, "disk_gib": f.disk_gib,
+            "description": f.description, "is_public": bool(f.is_public)}
+
+
+def op_view(op: Operation) -> dict[str, Any]:
+    return {"id": op.id, "kind": op.kind, "status": op.status, "progress": op.progress, "error": op.error}
+
+
+# model -> (target type in the audit log, view)
+VIEWS: dict[type, tuple[str, Callable[[Any], dict[str, Any]]]] = {
+    VM: ("vm", vm_view), Host: ("host", host_view), Tenant: ("tenant", tenant_view), Plan: ("plan", plan_view),
+    ApiToken: ("token", token_view), User: ("user", user_view), Flavor: ("flavor", flavor_view),
+    Operation: ("operation", op_view),
+}
+
+
+def view_of(obj: object) -> tuple[str, dict[str, Any]]:
+    """``(target type, view)`` of a model object."""
+    target_type, view = VIEWS[type(obj)]
+    return target_type, view(obj)
+
+
+def tenant_of(obj: object) -> str | None:
+    """The municipality an object belongs to (its audit entries are theirs to read), or None."""
+    if isinstance(obj, Tenant):
+        return obj.id
+    if isinstance(obj, ApiToken):
+        return obj.user.tenant_id
+    return getattr(obj, "tenant_id", None)
