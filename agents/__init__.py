@@ -3,6 +3,8 @@
 One small driver protocol (:class:`agents.base.HypervisorDriver`) with several implementations:
 ``simulated`` (in-memory data center, the embedded default), ``libvirt`` and ``proxmox``.
 Drivers receive plain specs and return plain facts; they know nothing of the database or HTTP.
+Hosts that do not answer are isolated by connect deadlines and a per-host circuit breaker
+(:mod:`agents.breaker`); :func:`host_status` tells the control plane whether a host is reachable.
 """
 
 from agents.base import (
@@ -14,6 +16,7 @@ from agents.base import (
     MigrationResult,
     VMSpec,
 )
+from agents.breaker import BreakerState, HostStatus
 from agents.errors import (
     AlreadyExists,
     ConnectionFailed,
@@ -23,15 +26,17 @@ from agents.errors import (
     NotFound,
     OperationTimeout,
 )
-from agents.registry import open_driver, validate_uri
+from agents.registry import host_status, open_driver, validate_uri
 
 __all__ = [
     "AlreadyExists",
+    "BreakerState",
     "ConnectionFailed",
     "DomainInfo",
     "DomainState",
     "DriverError",
     "HostFacts",
+    "HostStatus",
     "HostUsage",
     "HypervisorDriver",
     "InvalidState",
@@ -40,6 +45,7 @@ __all__ = [
     "NotFound",
     "OperationTimeout",
     "VMSpec",
+    "host_status",
     "open_driver",
     "validate_uri",
 ]

@@ -3,6 +3,11 @@
 Every call is idempotent with respect to the real state of the hypervisor:
 creating a domain that already exists with our id succeeds, deleting a domain that is gone succeeds,
 migrating a VM that is already on the target succeeds. That is what makes task redelivery safe.
+
+Every call has deadlines: connecting (driver option ``connect_timeout``), each exchange with the host
+(libvirt keepalive, Proxmox ``http_timeout``) and the long operations themselves (``stop(timeout_s)``,
+``migrate(timeout_s)``, task timeouts). A host that does not answer raises :class:`ConnectionFailed` and then
+fails fast for a cool-down (:mod:`agents.breaker`; ``agents.registry.host_status`` tells whether it answers).
 """
 
 from __future__ import annotations

@@ -12,6 +12,12 @@ Our exception hierarchy::
     ├── ConnectionFailed        transient: the host (daemon, API endpoint) cannot be reached
     └── InvalidURI              a connection URI or a driver option is malformed, or the driver kind unknown
 
+Codes of :class:`ConnectionFailed` that say the host does not answer (rather than refusing us):
+``CONNECT_TIMEOUT`` (no connection within the driver's ``connect_timeout``), ``CONNECT_HANGING`` (libvirt: an
+earlier open of that host is still hanging, none other is started), ``HOST_UNREACHABLE`` (the host's circuit
+breaker is open: failed fast, see :mod:`agents.breaker`), ``KEEPALIVE_TIMEOUT`` (libvirt: the host stopped
+answering an open connection), ``HTTP_TIMEOUT`` (Proxmox: no reply in time).
+
 ``transient`` is a class attribute: True for ``OperationTimeout``, ``ConnectionFailed`` and ``Locked`` (a retry
 may succeed), False for the others. Native errors are mapped in :mod:`agents.libvirt_errors` (libvirt, by
 symbolic code) and :func:`agents.proxmox_client.translate` (proxmoxer and requests).

@@ -1,81 +1,311 @@
-"""libvirt connections, cached per host URI and re-opened when they break."""
+"""libvirt connections: one per host URI, opened with a deadline, kept alive, re-opened when they break.
+
+How one host that stops answering is kept from wedging the others:
+
+- ``libvirt.open`` runs in a helper (daemon) thread; the caller waits at most ``connect_timeout_s`` and then
+  raises :class:`ConnectionFailed` (code ``CONNECT_TIMEOUT``). The helper is left to finish on its own: if it
+  opens the connection after all, the next caller takes it.
+- Each URI has its own lock, held only to look at or replace its cached connection, never across I/O, so a
+  host stuck in ``open`` holds nothing that another host needs.
+- At most one open per URI runs at a time. A caller that finds one running waits for that same attempt until
+  its deadline; once the deadline has passed, callers of that URI fail fast (code ``CONNECT_HANGING``) until
+  the helper ends. With ``qemu+ssh`` it ends after ssh's ConnectTimeout (:mod:`agents.libvirt_ssh`); a
+  ``qemu+tcp``/``qemu+tls`` open to a host that accepted the TCP connection and never answers ends only when
+  that TCP connection does (libvirt has no deadline of its own there; measured: still hanging after 20 s).
+- libvirt's default event loop runs in a daemon thread (registered once per process, before our first open)
+  and every connection gets keepalive (``conn.setKeepAlive(interval, count)``): a call on a connection whose
+  host stopped answering fails after about ``interval * (count + 1)`` s instead of hanging (measured: 1 s x 2
+  fails after 3.0 s with "connection closed due to keepalive timeout"; without keepalive it hangs). Such a
+  failure is ``KEEPALIVE_TIMEOUT`` and is not retried on a new connection (a restarted daemon's EOF is).
+- Every call goes through the host's circuit breaker (:mod:`agents.breaker`, kind ``libvirt``).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import math
+import os
 import threading
-from collections.abc import Callable
+import time
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
+
+from agents.breaker import DEFAULT_COOL_DOWN_S, breaker_for
 from agents.errors import ConnectionFailed, DriverError
 from agents.libvirt_errors import map_error, silence_libvirt
+from agents.libvirt_ssh import with_ssh_deadlines
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
-_connections: dict[str, Any] = {}
-_lock = threading.Lock()
+
+@dataclass(frozen=True)
+class ConnectSettings:
+    """The connection options of a libvirt host (see :mod:`agents.libvirt_driver`)."""
+
+    connect_timeout_s: float = 10.0
+    keepalive_interval_s: int = 5  # 0: no keepalive
+    keepalive_count: int = 3
+    cool_down_s: float = DEFAULT_COOL_DOWN_S
+
+    OPTIONS = ("connect_timeout", "keepalive_interval", "keepalive_count", "breaker_cool_down")
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, str], uri: str) -> ConnectSettings:
+        def number(name: str, default: float, minimum: float) -> float:
+            raw = options.get(name)
+            if raw is None:
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                raise DriverError(f"option {name}={raw!r} is not a number", host=uri) from None
+            if not math.isfinite(value) or value < minimum:
+                raise DriverError(f"option {name} must be a number >= {minimum}", host=uri)
+            return value
+
+        return cls(
+            connect_timeout_s=number("connect_timeout", cls.connect_timeout_s, 0.1),
+            keepalive_interval_s=int(number("keepalive_interval", cls.keepalive_interval_s, 0)),
+            keepalive_count=int(number("keepalive_count", cls.keepalive_count, 0)),
+            cool_down_s=number("breaker_cool_down", cls.cool_down_s, 0),
+        )
+
+
+DEFAULT = ConnectSettings()
+
+
+class StaleConnection(ConnectionFailed):
+    """A cached connection broke during a call; it was dropped and the call is retried once on a new one."""
+
+
+# ---- libvirt's event loop (keepalive needs one) -------------------------------------------------------
+_loop_lock = threading.Lock()
+_loop_pid: int | None = None  # the process whose loop thread runs (a forked child starts its own)
+_registered = False
+
+
+def _run_event_loop(lv: Any) -> None:
+    while True:
+        try:
+            lv.virEventRunDefaultImpl()
+        except lv.libvirtError:
+            time.sleep(0.1)  # keeps a persistently failing loop from spinning
+
+
+def _ensure_event_loop(lv: Any) -> None:
+    global _loop_pid, _registered
+    if _loop_pid == os.getpid():
+        return
+    with _loop_lock:
+        if _loop_pid == os.getpid():
+            return
+        if not _registered:
+            lv.virEventRegisterDefaultImpl()  # before our first open: only later connections get keepalive
+            _registered = True
+        threading.Thread(target=_run_event_loop, args=(lv,), name="libvirt-event-loop", daemon=True).start()
+        _loop_pid = os.getpid()
 
 
 def _libvirt() -> Any:
     import libvirt  # optional extra: only hosts that use the libvirt driver need libvirt-python
 
     silence_libvirt()
+    _ensure_event_loop(libvirt)
     return libvirt
 
 
-def connection(uri: str) -> Any:
-    """The open ``virConnect`` for ``uri``: the cached one while alive, a new one otherwise."""
-    libvirt = _libvirt()
-    with _lock:
-        conn = _connections.get(uri)
-        if conn is not None:
-            try:
-                alive = conn.isAlive() == 1
-            except libvirt.libvirtError:
-                alive = False
-            if alive:
-                return conn
-            _drop_locked(uri)
+# Why libvirt closed a connection (VIR_CONNECT_CLOSE_REASON_*), noted by its close callback. A keepalive
+# timeout is reported in the thread whose call waited, before that call fails (checked on libvirt 9.0).
+_close_reasons: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+
+
+def _note_close(conn: Any, reason: int, _opaque: object) -> None:
+    _close_reasons[conn] = reason
+
+
+# ---- one open in its helper thread ----------------------------------------------------------------------
+class _Attempt:
+    def __init__(self, lv: Any, uri: str, settings: ConnectSettings) -> None:
+        self.started = time.monotonic()
+        self.deadline = self.started + settings.connect_timeout_s
+        self.timeout_s = settings.connect_timeout_s
+        self.done = threading.Event()
+        self.conn: Any = None
+        self.error: Exception | None = None
+        args = (lv, uri, settings)
+        threading.Thread(target=self._run, args=args, name=f"libvirt-open {uri}", daemon=True).start()
+
+    def _run(self, lv: Any, uri: str, settings: ConnectSettings) -> None:
         try:
-            conn = libvirt.open(uri)
-        except libvirt.libvirtError as exc:
-            raise ConnectionFailed(f"cannot connect to {uri}: {exc}", host=uri, code="NO_CONNECT") from exc
-        if conn is None:  # very old bindings returned None instead of raising
-            raise ConnectionFailed(f"cannot connect to {uri}", host=uri, code="NO_CONNECT")
-        _connections[uri] = conn
-        return conn
+            s = settings
+            conn = lv.open(with_ssh_deadlines(uri, s.connect_timeout_s, s.keepalive_interval_s, s.keepalive_count))
+            if conn is None:  # very old bindings returned None instead of raising
+                raise ConnectionFailed("libvirt.open returned None", host=uri, code="NO_CONNECT")
+            if settings.keepalive_interval_s > 0:
+                try:
+                    conn.setKeepAlive(settings.keepalive_interval_s, settings.keepalive_count)
+                    conn.registerCloseCallback(_note_close, None)
+                except lv.libvirtError as exc:  # the connection works; it just will not notice a dead host
+                    log.warning("no keepalive on %s: %s", uri, exc)
+            self.conn = conn
+        except Exception as exc:
+            self.error = exc
+        finally:
+            self.done.set()
 
 
-def _drop_locked(uri: str) -> None:
-    conn = _connections.pop(uri, None)
+class _Slot:
+    """The cached connection of one URI and the open under way, guarded by this URI's own lock."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.conn: Any = None
+        self.attempt: _Attempt | None = None
+
+
+_slots: dict[str, _Slot] = {}
+_slots_lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    global _slots_lock
+    _slots_lock = threading.Lock()
+    _slots.clear()  # the parent's connections (and helper threads) are not ours
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _slot(uri: str) -> _Slot:
+    with _slots_lock:
+        return _slots.setdefault(uri, _Slot())
+
+
+def _alive(lv: Any, conn: Any) -> bool:
+    try:
+        return bool(conn.isAlive() == 1)
+    except lv.libvirtError:
+        return False
+
+
+def _close(conn: Any) -> None:
     if conn is not None:
         with contextlib.suppress(Exception):  # already broken: nothing to report
             conn.close()
 
 
-def drop(uri: str) -> None:
-    """Forget (and close) the cached connection of ``uri``."""
-    with _lock:
-        _drop_locked(uri)
+def _open(uri: str, settings: ConnectSettings) -> tuple[Any, bool]:
+    """``(conn, cached)``: the live cached connection, or a new one opened within the deadline."""
+    lv = _libvirt()
+    slot = _slot(uri)
+    stale = None
+    with slot.lock:
+        if slot.conn is not None:
+            if _alive(lv, slot.conn):
+                return slot.conn, True
+            slot.conn, stale = None, slot.conn
+        attempt = slot.attempt
+        if attempt is not None and attempt.done.is_set():
+            slot.attempt = None
+            if attempt.conn is not None:  # an open that finished after its caller had given up
+                slot.conn = attempt.conn
+            attempt = None
+        if attempt is None and slot.conn is None:
+            attempt = slot.attempt = _Attempt(lv, uri, settings)
+        elif attempt is not None and time.monotonic() >= attempt.deadline:
+            age = time.monotonic() - attempt.started
+            raise ConnectionFailed(
+                f"cannot connect to {uri}: an earlier connection attempt has had no answer for {age:.0f} s; "
+                "no other attempt is made until it ends",
+                host=uri,
+                code="CONNECT_HANGING",
+            )
+        conn = slot.conn
+    _close(stale)
+    if attempt is None:
+        return conn, False
+    if not attempt.done.wait(max(0.0, attempt.deadline - time.monotonic())):
+        raise ConnectionFailed(
+            f"cannot connect to {uri}: no answer within {attempt.timeout_s:g} s", host=uri, code="CONNECT_TIMEOUT"
+        )
+    with slot.lock:
+        if slot.attempt is attempt:
+            slot.attempt = None
+        error = attempt.error
+        if error is not None:  # every waiter of this attempt gets its own exception
+            code = error.code if isinstance(error, ConnectionFailed) else "NO_CONNECT"
+            raise ConnectionFailed(f"cannot connect to {uri}: {error}", host=uri, code=code) from error
+        if slot.conn is None:
+            slot.conn = attempt.conn
+        return slot.conn, False
 
 
-def call(uri: str, fn: Callable[[Any], T], context: str = "", *, retry: bool = True) -> T:
-    """Run ``fn(conn)`` mapping libvirt errors; on a broken connection re-open once and retry.
+def connection(uri: str, settings: ConnectSettings = DEFAULT) -> Any:
+    """The open ``virConnect`` for ``uri``: the cached one while alive, a new one otherwise.
 
-    Only idempotent operations may be retried (every driver call is idempotent except a migration in
-    flight, which passes ``retry=False``).
+    No breaker here: :func:`call` is the way drivers use a host; this is for callers that hold the
+    connection themselves (and for tests).
     """
-    libvirt = _libvirt()
-    attempts = 2 if retry else 1
-    for attempt in range(attempts):
-        conn = connection(uri)
-        try:
-            return fn(conn)
-        except libvirt.libvirtError as exc:
-            err = map_error(exc, uri, context)
-            if isinstance(err, ConnectionFailed):
-                drop(uri)
-                if attempt + 1 < attempts:
-                    continue
+    return _open(uri, settings)[0]
+
+
+def connecting(uri: str) -> float | None:
+    """How long an open of ``uri`` has been under way (seconds), or None when none is."""
+    with _slots_lock:
+        slot = _slots.get(uri)
+    if slot is None:
+        return None
+    with slot.lock:
+        attempt = slot.attempt
+        return None if attempt is None or attempt.done.is_set() else time.monotonic() - attempt.started
+
+
+def drop(uri: str, conn: Any = None) -> None:
+    """Forget (and close) the cached connection of ``uri``; with ``conn``, only if it is still that one."""
+    slot = _slot(uri)
+    with slot.lock:
+        found = slot.conn
+        if found is None or (conn is not None and found is not conn):
+            return
+        slot.conn = None
+    _close(found)
+
+
+def _once(uri: str, fn: Callable[[Any], T], context: str, settings: ConnectSettings) -> T:
+    lv = _libvirt()
+    conn, cached = _open(uri, settings)
+    try:
+        return fn(conn)
+    except lv.libvirtError as exc:
+        err = map_error(exc, uri, context)
+        if not isinstance(err, ConnectionFailed) and _alive(lv, conn):
             raise err from exc
-    raise DriverError(f"unreachable: {context}", host=uri)  # pragma: no cover - loop always returns/raises
+        if _close_reasons.get(conn) == lv.VIR_CONNECT_CLOSE_REASON_KEEPALIVE:
+            # the host stopped answering (not a restarted daemon): re-opening would only wait once more
+            drop(uri, conn)
+            raise ConnectionFailed(err.message, host=uri, code="KEEPALIVE_TIMEOUT") from exc
+        drop(uri, conn)
+        cls = StaleConnection if cached else ConnectionFailed
+        raise cls(err.message, host=uri, code=err.code) from exc
+
+
+def call(
+    uri: str, fn: Callable[[Any], T], context: str = "", *, retry: bool = True, settings: ConnectSettings = DEFAULT
+) -> T:
+    """Run ``fn(conn)`` through the host's breaker, mapping libvirt errors onto ours.
+
+    A cached connection found broken during the call is dropped and the call retried once on a new one
+    (tenacity; only idempotent operations may be retried: every driver call is idempotent except a
+    migration in flight, which passes ``retry=False``).
+    """
+    retrying = Retrying(
+        stop=stop_after_attempt(2 if retry else 1), retry=retry_if_exception_type(StaleConnection), reraise=True
+    )
+    with breaker_for("libvirt", uri).guard(settings.cool_down_s):
+        return retrying(_once, uri, fn, context, settings)

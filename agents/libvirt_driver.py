@@ -9,15 +9,26 @@
 - ``hostname``: reported in :class:`HostFacts` instead of the daemon's host name.
 - ``domain_type``: ``kvm``, ``qemu`` (TCG) or ``auto`` (default: kvm when the host offers it).
 - ``migrate_bandwidth_mib``: bandwidth cap of outgoing migrations in MiB/s.
+- ``connect_timeout``: seconds to wait for a connection to open (default 10); then :class:`ConnectionFailed`
+  (code ``CONNECT_TIMEOUT``). For ``qemu+ssh`` URIs it is also ssh's ``ConnectTimeout``.
+- ``keepalive_interval`` / ``keepalive_count``: libvirt keepalive of every connection (default 5 s and 3):
+  a call on a connection whose host stopped answering fails after about ``interval * (count + 1)`` s (20 s
+  by default; code ``KEEPALIVE_TIMEOUT``). ``keepalive_interval=0`` turns it off. For ``qemu+ssh`` they are
+  also ssh's ``ServerAliveInterval`` and ``ServerAliveCountMax``.
+- ``breaker_cool_down``: seconds a host that could not be reached fails fast before one call probes it
+  again (default 30; :mod:`agents.breaker`, state in ``agents.registry.host_status("libvirt", uri)``).
 
-Connections are shared per URI (:mod:`agents.libvirt_conn`); errors are mapped by symbolic code
-(:mod:`agents.libvirt_errors`).
+Operation deadlines stay per call: ``stop(timeout_s=...)`` and ``migrate(timeout_s=...)``.
+
+Connections are shared per URI (:mod:`agents.libvirt_conn`: opened with a deadline in a helper thread,
+per-URI locks, keepalive); errors are mapped by symbolic code (:mod:`agents.libvirt_errors`).
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from agents.base import (
     DomainInfo,
@@ -29,8 +40,8 @@ from agents.base import (
     ProgressCallback,
     VMSpec,
 )
-from agents.errors import AlreadyExists, ConnectionFailed, DriverError, InvalidState, NotFound
-from agents.libvirt_conn import call, connection, drop
+from agents.errors import AlreadyExists, DriverError, InvalidState, NotFound
+from agents.libvirt_conn import ConnectSettings, call, drop
 from agents.libvirt_errors import map_error
 from agents.libvirt_migrate import run_migration
 from agents.libvirt_uri import validate_qemu_uri
@@ -44,6 +55,7 @@ from agents.libvirt_xml import (
     supports_kvm,
 )
 
+T = TypeVar("T")
 POLL_S = 0.1  # how often stop() and migrate() look at the domain / job
 
 
@@ -57,12 +69,14 @@ class LibvirtDriver:
     def __init__(self, uri: str, **options: str) -> None:
         validate_qemu_uri(uri)
         unknown = set(options) - {"migrate_uri", "hostname", "domain_type", "migrate_bandwidth_mib"}
+        unknown -= set(ConnectSettings.OPTIONS)
         if unknown:
             raise DriverError(f"unknown libvirt driver options {sorted(unknown)}", host=uri)
         if options.get("domain_type", "auto") not in ("auto", "kvm", "qemu"):
             raise DriverError("domain_type must be auto, kvm or qemu", host=uri)
         self.uri = uri
         self.options = options
+        self.settings = ConnectSettings.from_options(options, uri)
         self._domain_type: str | None = None
 
     @classmethod
@@ -70,6 +84,10 @@ class LibvirtDriver:
         validate_qemu_uri(uri)
 
     # -- helpers -------------------------------------------------------------------------------
+
+    def _call(self, fn: Callable[[Any], T], context: str) -> T:
+        """``fn(conn)`` on this host, with its deadlines and breaker (:func:`agents.libvirt_conn.call`)."""
+        return call(self.uri, fn, context, settings=self.settings)
 
     @staticmethod
     def _lv() -> Any:
@@ -161,11 +179,11 @@ class LibvirtDriver:
                 host_uuid=host_uuid(conn.getCapabilities()),
             )
 
-        return call(self.uri, facts, "host facts")
+        return self._call(facts, "host facts")
 
     def host_usage(self) -> HostUsage:
         active = (DomainState.RUNNING, DomainState.PAUSED)
-        running = [d for d in call(self.uri, self._all, "host usage") if d.state in active]
+        running = [d for d in self._call(self._all, "host usage") if d.state in active]
         return HostUsage(
             running_domains=len(running),
             vcpus_used=sum(d.vcpus for d in running),
@@ -178,10 +196,10 @@ class LibvirtDriver:
             dom = self._lookup(conn, vm_id)
             return self._info(dom) if dom is not None else None
 
-        return call(self.uri, get, f"get {vm_id}")
+        return self._call(get, f"get {vm_id}")
 
     def list_domains(self) -> list[DomainInfo]:
-        return call(self.uri, self._all, "list domains")
+        return self._call(self._all, "list domains")
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -205,7 +223,7 @@ class LibvirtDriver:
                 raise AlreadyExists(msg, host=self.uri, code="DOM_EXIST")
             return self._info(dom)
 
-        return call(self.uri, create, f"create {spec.vm_id}")
+        return self._call(create, f"create {spec.vm_id}")
 
     def start(self, vm_id: str) -> DomainInfo:
         def start(conn: Any) -> DomainInfo:
@@ -218,7 +236,7 @@ class LibvirtDriver:
                         raise
             return self._info(dom)
 
-        return call(self.uri, start, f"start {vm_id}")
+        return self._call(start, f"start {vm_id}")
 
     def stop(self, vm_id: str, timeout_s: float = 30.0) -> DomainInfo:
         lv = self._lv()
@@ -242,7 +260,7 @@ class LibvirtDriver:
                             raise
             return self._info(dom)
 
-        return call(self.uri, stop, f"stop {vm_id}")
+        return self._call(stop, f"stop {vm_id}")
 
     def delete(self, vm_id: str) -> None:
         lv = self._lv()
@@ -271,7 +289,7 @@ class LibvirtDriver:
                 if exc.get_error_code() != lv.VIR_ERR_NO_DOMAIN:  # gone meanwhile: that is success
                     raise
 
-        call(self.uri, delete, f"delete {vm_id}")
+        self._call(delete, f"delete {vm_id}")
 
     # -- migration -----------------------------------------------------------------------------
 
@@ -289,21 +307,12 @@ class LibvirtDriver:
             raise InvalidState(f"source and target are the same host {self.uri}", host=self.uri)
         check_vm_id(vm_id)
         started = time.monotonic()
-        for attempt in (1, 2):  # a cached connection whose daemon restarted fails once: re-open, check again
-            src_conn = connection(self.uri)
-            dst_conn = connection(target.uri)  # ConnectionFailed here: target unreachable, nothing moved
-            try:
-                src_dom = self._lookup(src_conn, vm_id)
-                dst_dom = target._lookup(dst_conn, vm_id)
-                src_active = src_dom is not None and src_dom.isActive()
-                dst_active = dst_dom is not None and dst_dom.isActive()
-                break
-            except self._lv().libvirtError as exc:
-                err = map_error(exc, self.uri, f"migrate {vm_id}")
-                if not isinstance(err, ConnectionFailed) or attempt == 2:
-                    raise err from exc
-                drop(self.uri)
-                drop(target.uri)
+        # Each side through its own deadlines and breaker; a cached connection whose daemon restarted is
+        # re-opened once. ConnectionFailed from the target: it is unreachable and nothing moved.
+        src_dom, src_active = self._call(lambda conn: self._look(conn, vm_id), f"migrate {vm_id}")
+        dst_conn, (dst_dom, dst_active) = target._call(
+            lambda conn: (conn, target._look(conn, vm_id)), f"migrate {vm_id} (target)"
+        )
         if dst_dom is not None and not src_active and (src_dom is None or dst_active):
             try:
                 self._forget_stale_source(src_dom)
@@ -324,6 +333,11 @@ class LibvirtDriver:
             host=self.uri,
         )
         return MigrationResult(vm_id, self.uri, target.uri, time.monotonic() - started)
+
+    def _look(self, conn: Any, vm_id: str) -> tuple[Any | None, bool]:
+        """The domain ``vm_id`` (or None) and whether it is active."""
+        dom = self._lookup(conn, vm_id)
+        return dom, dom is not None and bool(dom.isActive())
 
     def _forget_stale_source(self, src_dom: Any | None) -> None:
         """After an interrupted migration the inactive source definition is stale: remove it."""

@@ -1,4 +1,14 @@
-"""A thin layer over proxmoxer: our error types, task (UPID) waiting, lock retries, the operation journal."""
+"""A thin layer over proxmoxer: our error types, task (UPID) waiting, lock retries, the operation journal.
+
+Every HTTP request has two deadlines, given to requests as ``(connect, read)``: ``connect_timeout`` (TCP
+connect and the TLS handshake; measured here: a listener that accepts and never answers fails after exactly
+the connect timeout, as does one that never accepts) and ``http_timeout`` (each wait for reply bytes). Both
+end in :class:`ConnectionFailed`. Every request goes through the endpoint's circuit breaker
+(:mod:`agents.breaker`, kind ``proxmox``, keyed by the driver URI): a request that gets no HTTP answer
+(refused, reset, timed out) opens it; any HTTP answer, even an error status, closes it. A 595 ("node
+offline", sent by a cluster endpoint that answers) and a TLS failure (an untrusted certificate) are
+:class:`ConnectionFailed` too but do not open the breaker: the endpoint answered, at once.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +19,9 @@ from typing import Any, Protocol, TypeVar
 
 import requests
 from proxmoxer import ProxmoxAPI, ResourceException
+from tenacity import RetryError, Retrying, retry_if_exception_type, stop_before_delay, wait_exponential
 
+from agents.breaker import breaker_for
 from agents.errors import (
     AlreadyExists,
     ConnectionFailed,
@@ -76,6 +88,12 @@ class MemoryJournal:
 PROCESS_JOURNAL = MemoryJournal()
 
 
+def _no_answer(exc: BaseException) -> bool:
+    """Whether ``exc`` means the endpoint gave no answer (what opens the breaker). A TLS failure is an answer
+    (a certificate we do not trust: configuration, not reachability), as is a 595 reply."""
+    return isinstance(exc, ConnectionFailed) and exc.code not in ("NODE_UNREACHABLE", "TLS")
+
+
 def translate(exc: Exception, where: str, secret: str) -> DriverError:
     """Map a proxmoxer/requests exception onto :mod:`agents.errors` (never leaking the token secret)."""
 
@@ -104,6 +122,8 @@ def translate(exc: Exception, where: str, secret: str) -> DriverError:
         return DriverError(msg, host=where, code=f"HTTP_{status}")
     if isinstance(exc, requests.exceptions.SSLError):
         return ConnectionFailed(f"TLS failure talking to {where}: {clean(str(exc))}", host=where, code="TLS")
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return ConnectionFailed(f"connect timeout talking to {where}", host=where, code="CONNECT_TIMEOUT")
     if isinstance(exc, requests.exceptions.Timeout):
         return ConnectionFailed(f"HTTP timeout talking to {where}", host=where, code="HTTP_TIMEOUT")
     if isinstance(exc, requests.exceptions.RequestException):
@@ -117,6 +137,7 @@ class Client:
     def __init__(self, host: str, port: int, opts: ProxmoxOptions, where: str) -> None:
         self.host, self.port, self.opts, self.where = host, port, opts, where
         self._local = threading.local()
+        self.breaker = breaker_for("proxmox", where)
 
     def api(self) -> ProxmoxAPI:
         api = getattr(self._local, "api", None)
@@ -128,7 +149,7 @@ class Client:
                 token_name=self.opts.token_name,
                 token_value=self.opts.token_secret.reveal(),
                 verify_ssl=self.opts.verify_ssl,
-                timeout=self.opts.http_timeout_s,
+                timeout=(self.opts.connect_timeout_s, self.opts.http_timeout_s),
             )
             self._local.api = api
         return api
@@ -136,25 +157,27 @@ class Client:
     def call(self, method: str, path: str, **params: Any) -> Any:
         """``call("GET", "nodes/pve1/status")``; raises only :class:`DriverError` subclasses."""
         resource = self.api()(path)
-        try:
-            return getattr(resource, method.lower())(**params)
-        except (ResourceException, requests.exceptions.RequestException) as exc:
-            raise translate(exc, self.where, self.opts.token_secret.reveal()) from None
+        with self.breaker.guard(self.opts.breaker_cool_down_s, counts=_no_answer):
+            try:
+                return getattr(resource, method.lower())(**params)
+            except (ResourceException, requests.exceptions.RequestException) as exc:
+                raise translate(exc, self.where, self.opts.token_secret.reveal()) from None
 
     def retry_locked(self, fn: Callable[[], T], what: str, budget_s: float | None = None) -> T:
-        """Run ``fn``, retrying :class:`Locked` with exponential backoff until the lock budget is spent."""
-        deadline = time.monotonic() + (self.opts.lock_timeout_s if budget_s is None else budget_s)
-        pause = 0.05
-        while True:
-            try:
-                return fn()
-            except Locked as exc:
-                if time.monotonic() + pause > deadline:
-                    raise OperationTimeout(
-                        f"{what}: still locked after retries ({exc.message})", host=self.where, code="LOCK_TIMEOUT"
-                    ) from None
-                time.sleep(pause)
-                pause = min(pause * 2, 2.0)
+        """Run ``fn``, retrying :class:`Locked` with exponential backoff (0.05 s doubling up to 2 s) until
+        the lock budget (``lock_timeout``) is spent; then :class:`OperationTimeout` (code ``LOCK_TIMEOUT``)."""
+        retrying = Retrying(
+            retry=retry_if_exception_type(Locked),
+            wait=wait_exponential(multiplier=0.05, max=2.0),
+            stop=stop_before_delay(self.opts.lock_timeout_s if budget_s is None else budget_s),
+        )
+        try:
+            return retrying(fn)
+        except RetryError as exc:
+            last = exc.last_attempt.exception()
+            raise OperationTimeout(
+                f"{what}: still locked after retries ({last})", host=self.where, code="LOCK_TIMEOUT"
+            ) from None
 
     def task_status(self, upid: str) -> dict[str, Any]:
         node = upid.split(":")[1]

@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt
+
 from agents.base import VMSpec
 from agents.errors import AlreadyExists, DriverError, NotFound, OperationTimeout
 from agents.proxmox_meta import TAG, describe, pve_name
@@ -53,23 +55,29 @@ class Creator:
             return vmid
 
     def _allocate(self, spec: VMSpec, key: str, start: Callable[[int], object]) -> int:
-        candidate = 0
-        for _ in range(self.opts.vmid_retries):
+        """Take the next free VMID and ``start`` with it; another client may take it between ``nextid`` and
+        our create ("already exists"): then the next one, at most ``vmid_retries`` times (tenacity)."""
+        tried = [0]  # the last VMID tried: the next attempt takes a higher one
+
+        def attempt() -> int:
             nextid = int(self.client.call("GET", "cluster/nextid"))  # a string on the wire
-            candidate = max(nextid, self.opts.vmid_min, candidate + 1)
-            try:
-                if candidate != nextid:
-                    self.client.call("GET", "cluster/nextid", vmid=candidate)  # 400 when taken
-                upid = str(start(candidate))
-            except AlreadyExists:  # another client took this VMID between nextid and our create
-                continue
-            self.node.journal.remember(key, upid)
+            candidate = tried[0] = max(nextid, self.opts.vmid_min, tried[0] + 1)
+            if candidate != nextid:
+                self.client.call("GET", "cluster/nextid", vmid=candidate)  # 400 when taken
+            self.node.journal.remember(key, str(start(candidate)))
             return candidate
-        raise DriverError(
-            f"no free VMID for {spec.vm_id!r} after {self.opts.vmid_retries} attempts",
-            host=self.node.uri,
-            code="VMID_EXHAUSTED",
+
+        retrying = Retrying(
+            stop=stop_after_attempt(self.opts.vmid_retries), retry=retry_if_exception_type(AlreadyExists)
         )
+        try:
+            return retrying(attempt)
+        except RetryError:
+            raise DriverError(
+                f"no free VMID for {spec.vm_id!r} after {self.opts.vmid_retries} attempts",
+                host=self.node.uri,
+                code="VMID_EXHAUSTED",
+            ) from None
 
     def _create_params(self, spec: VMSpec, vmid: int) -> str:
         params: dict[str, Any] = {

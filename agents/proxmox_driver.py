@@ -1,9 +1,17 @@
 """Proxmox VE driver: one node of a PVE cluster is one Confluencia host, spoken to through proxmoxer.
 
 URI ``pve://HOST[:PORT]/NODE``; options (strings): ``token_id`` (``user@realm!name``), ``token_secret``,
-``verify_ssl``, ``ca_bundle``, ``template``, ``storage``, ``bridge``, ``http_timeout``, ``task_timeout``,
-``start_timeout``, ``lock_timeout``, ``poll_interval``, ``vmid_min``, ``vmid_retries``,
-``local_disk_migration``. See ``agents/README-proxmox.md``.
+``verify_ssl``, ``ca_bundle``, ``template``, ``storage``, ``bridge``, ``connect_timeout``, ``http_timeout``,
+``task_timeout``, ``start_timeout``, ``lock_timeout``, ``poll_interval``, ``vmid_min``, ``vmid_retries``,
+``local_disk_migration``, ``breaker_cool_down``; defaults in :class:`agents.proxmox_uri.ProxmoxOptions` and
+the README's "Proxmox VE hosts" table.
+
+Deadlines of every HTTP request (:mod:`agents.proxmox_client`): ``connect_timeout`` (default 10 s: TCP connect
+and TLS handshake) and ``http_timeout`` (default 30 s: each wait for reply bytes), both ending in
+:class:`ConnectionFailed`. An endpoint that gave no answer opens its circuit breaker (:mod:`agents.breaker`):
+calls fail fast for ``breaker_cool_down`` seconds (default 30), then one probe goes through; the state is
+``agents.registry.host_status("proxmox", uri)``. Long operations keep their own deadlines (``task_timeout``,
+``start_timeout``, ``lock_timeout``, ``migrate(timeout_s=...)``).
 
 Idempotency: our VM id is kept in the VM's ``name`` and ``description`` (``proxmox_meta``). Every long
 operation returns a UPID that we remember in an :class:`OperationJournal` (in-process by default) and we also

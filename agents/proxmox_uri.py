@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -68,7 +69,7 @@ def _num(name: str, value: str, minimum: float = 0.0) -> float:
         out = float(value)
     except ValueError:
         raise InvalidURI(f"option {name}={value!r} is not a number") from None
-    if out < minimum:
+    if not math.isfinite(out) or out < minimum:
         raise InvalidURI(f"option {name} must be >= {minimum}")
     return out
 
@@ -82,7 +83,9 @@ class ProxmoxOptions:
     storage: str = "local-lvm"
     bridge: str = "vmbr0"
     template: str | None = None  # default template (VMID or name) when a spec names no image
-    http_timeout_s: float = 30.0  # one HTTP request (proxmoxer's default of 5 s is too short)
+    connect_timeout_s: float = 10.0  # TCP connect and TLS handshake of one HTTP request
+    http_timeout_s: float = 30.0  # waiting for the reply of one HTTP request (proxmoxer's 5 s is too short)
+    breaker_cool_down_s: float = 30.0  # an unreachable endpoint fails fast this long before a probe
     task_timeout_s: float = 900.0  # create/clone/delete tasks
     start_timeout_s: float = 180.0
     lock_timeout_s: float = 120.0  # retrying "VM is locked" / "can't lock file" with backoff
@@ -109,9 +112,12 @@ class ProxmoxOptions:
         for key in ("storage", "bridge", "template"):
             if key in opts:
                 kw[key] = opts.pop(key)
-        for key in ("http_timeout", "task_timeout", "start_timeout", "lock_timeout", "poll_interval"):
+        timeouts = ("connect_timeout", "http_timeout", "task_timeout", "start_timeout", "lock_timeout")
+        for key in (*timeouts, "poll_interval"):
             if key in opts:
                 kw[f"{key}_s"] = _num(key, opts.pop(key), 0.01)
+        if "breaker_cool_down" in opts:
+            kw["breaker_cool_down_s"] = _num("breaker_cool_down", opts.pop("breaker_cool_down"), 0.0)
         for key in ("vmid_min", "vmid_retries"):
             if key in opts:
                 kw[key] = int(_num(key, opts.pop(key), 1))

@@ -1,4 +1,10 @@
-"""Find and cache the driver for a host: one driver object per (kind, uri, options)."""
+"""Find and cache the driver for a host: one driver object per (kind, uri, options).
+
+Also where the control plane reads whether a host answers: :func:`host_status` gives the state of the
+host's circuit breaker (:mod:`agents.breaker`): ``closed`` (calls go through), ``open`` (the host could
+not be reached; calls fail fast with :class:`ConnectionFailed` code ``HOST_UNREACHABLE`` until
+``retry_at``) or ``half_open`` (the next call probes it). :func:`forget` also resets it.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,9 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from agents import breaker
 from agents.base import HypervisorDriver
+from agents.breaker import HostStatus
 from agents.errors import DriverError, InvalidURI
 
 # kind -> "module:Class"; imported lazily so that optional extras (libvirt-python, proxmoxer) are only
@@ -73,7 +81,24 @@ def open_driver(kind: str, uri: str, options: Mapping[str, str] | None = None) -
 
 
 def forget(kind: str, uri: str) -> None:
-    """Drop cached drivers of a host (after its URI or credentials changed)."""
+    """Drop cached drivers of a host and reset its breaker (after its URI or credentials changed)."""
     with _lock:
-        for key in [k for k in _cache if k[0] == kind and k[1] == uri]:
-            _cache.pop(key).close()
+        dropped = [_cache.pop(k) for k in [k for k in _cache if k[0] == kind and k[1] == uri]]
+    for drv in dropped:  # outside the lock: closing may talk to the host
+        drv.close()
+    breaker.reset(kind, uri)
+
+
+def host_status(kind: str, uri: str) -> HostStatus:
+    """Whether this process can reach the host: its breaker state (``HostStatus.reachable``, ``state``,
+    ``unreachable_since``, ``retry_at`` as Unix times, ``failures``, ``last_error``).
+
+    ``closed`` for a host this process never failed to reach (and for drivers without a breaker, such as
+    ``simulated``). Breakers are per process: every worker keeps its own.
+    """
+    return breaker.status_of(kind, uri)
+
+
+def unreachable_hosts() -> list[HostStatus]:
+    """Every host whose breaker is open or half-open in this process."""
+    return breaker.statuses()

@@ -11,7 +11,9 @@ import time
 import pytest
 
 from agents.base import DomainState
+from agents.breaker import BreakerState
 from agents.errors import ConnectionFailed, DriverError, OperationTimeout
+from agents.registry import host_status
 
 pytestmark = pytest.mark.libvirt
 
@@ -24,15 +26,23 @@ def _wait_for(condition, timeout_s: float, what: str) -> None:
 
 
 def test_create_on_a_host_whose_daemon_is_down_fails_fast_then_recovers(lab, d3, new_spec):
+    from agents.libvirt_driver import LibvirtDriver
+
     spec = new_spec()
-    d3.list_domains()  # the driver holds a cached, healthy connection
+    drv = LibvirtDriver(d3.uri, **{**d3.options, "breaker_cool_down": "2"})
+    drv.list_domains()  # the driver holds a cached, healthy connection
     lab.kill_host(lab.hosts()[2].name)
     started = time.monotonic()
     with pytest.raises(ConnectionFailed):
-        d3.create(spec)
+        drv.create(spec)
     assert time.monotonic() - started < 5
+    with pytest.raises(ConnectionFailed) as fast:  # the breaker: host 3 failed a moment ago
+        drv.get(spec.vm_id)
+    assert fast.value.code == "HOST_UNREACHABLE"
     lab.restart_host(lab.hosts()[2].name)
-    assert d3.create(spec).state == DomainState.STOPPED  # the broken connection was re-opened
+    _wait_for(lambda: host_status("libvirt", drv.uri).state == BreakerState.HALF_OPEN, 10, "the cool-down")
+    assert drv.create(spec).state == DomainState.STOPPED  # the probe: the broken connection was re-opened
+    assert host_status("libvirt", drv.uri).reachable
 
 
 def _where(drivers, vm_id):

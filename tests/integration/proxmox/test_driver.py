@@ -10,7 +10,7 @@ from agents.base import DomainState
 from agents.errors import ConnectionFailed, InvalidState, InvalidURI
 from agents.proxmox_driver import ProxmoxDriver
 from agents.proxmox_meta import parse_description, pve_name
-from agents.registry import open_driver, validate_uri
+from agents.registry import host_status, open_driver, validate_uri
 from tests.integration.proxmox.conftest import TOKEN_ID, Pve, wait_for
 
 
@@ -47,6 +47,7 @@ def test_certificate_is_verified_by_default(pve: Pve):
     with pytest.raises(ConnectionFailed) as caught:
         drv.host_facts()
     assert caught.value.code == "TLS"
+    assert host_status("proxmox", drv.uri).reachable  # it answered (with a certificate we do not trust)
 
 
 def test_facts_and_usage_come_from_node_status_and_resources(pve: Pve, make_driver, spec):
