@@ -1,12 +1,16 @@
-"""An in-memory data center: the simulated hypervisor driver.
+"""A simulated data center: the simulated hypervisor driver (the embedded default behind ``make demo``).
 
-``sim://<hostname>?vcpus=32&ram_mib=131072&disk_gib=2000`` names a host of the process-wide
-:data:`DATACENTER`. Every driver object of the same hostname sees the same host, so two drivers can
-migrate domains between each other, tests can switch a host off (``DATACENTER.host("h1").up = False``),
-inject failures and add domains Confluencia does not know about. Operations take realistic time
-(scaled by ``DATACENTER.delay_scale``, from ``CONFLUENCIA_SIM_DELAY_SCALE``; tests set 0) and obey the
-same idempotency rules and raise the same exception types as the real drivers. The data center itself
-(hosts, domains, failure injection) is :mod:`agents.simulated_datacenter`.
+``sim://<hostname>?vcpus=32&ram_mib=131072&disk_gib=2000`` names a host of a
+:class:`~agents.simulated_datacenter.SimulatedDataCenter`, whose hosts and domains live in a store that
+several processes share (:mod:`agents.simulated_store`, a SQLite file): the file of the driver option
+``state``, else of ``CONFLUENCIA_SIM_STATE``, else ``var/simulated-datacenter.sqlite3``. Every driver of the
+same hostname on the same store, in any process (API workers, Celery workers), sees the same host, so two
+drivers can migrate domains between each other and reconcile sees what a worker built. Tests switch a host
+off (``open_datacenter().set_up("h1", False)``), inject failures and add domains Confluencia does not know
+about, visible to every process. Operations take realistic time (scaled by the data center's ``delay_scale``,
+from ``CONFLUENCIA_SIM_DELAY_SCALE``; tests set 0), obey the same idempotency rules and raise the same
+exception types as the real drivers. Every check-then-change of a domain runs in one store transaction, so
+two processes never both create or migrate the same domain.
 """
 
 from __future__ import annotations
@@ -34,14 +38,17 @@ from agents.errors import (
     OperationTimeout,
 )
 from agents.simulated_datacenter import (
-    DATACENTER,
     DELAYS,
-    FAILURE_KINDS,
     MIGRATE_MAX_S,
     MIGRATE_S_PER_GIB,
-    SimDomain,
-    SimHost,
+    SimulatedDataCenter,
+    open_datacenter,
 )
+from agents.simulated_store import SimDomain, SimHost, Tx
+
+OPTIONS = frozenset({"state"})
+
+__all__ = ["SimulatedDataCenter", "SimulatedDriver", "open_datacenter"]
 
 
 def _parse_uri(uri: str) -> tuple[str, dict[str, int]]:
@@ -65,16 +72,31 @@ def _parse_uri(uri: str) -> tuple[str, dict[str, int]]:
     return name, caps
 
 
+def _datacenter(datacenter: object, options: dict[str, str]) -> SimulatedDataCenter:
+    unknown = sorted(set(options) - OPTIONS)
+    if unknown:
+        raise InvalidURI(f"unknown option(s) {', '.join(unknown)} for a simulated host; known: {sorted(OPTIONS)}")
+    if datacenter is not None:
+        if not isinstance(datacenter, SimulatedDataCenter):
+            raise InvalidURI("datacenter must be a SimulatedDataCenter")
+        return datacenter
+    try:
+        return open_datacenter(options.get("state"))
+    except ValueError as exc:
+        raise InvalidURI(str(exc)) from exc
+
+
 class SimulatedDriver:
-    """Driver for one host of :data:`DATACENTER`."""
+    """Driver for one host of a :class:`SimulatedDataCenter` (by default the one of ``CONFLUENCIA_SIM_STATE``)."""
 
     kind = "simulated"
 
-    def __init__(self, uri: str, **options: str) -> None:
+    def __init__(self, uri: str, *, datacenter: SimulatedDataCenter | None = None, **options: str) -> None:
         self.uri = uri
         self.options = options
         self.hostname, caps = _parse_uri(uri)
-        DATACENTER.add_host(self.hostname, **caps)
+        self.datacenter = _datacenter(datacenter, options)
+        self.datacenter.add_host(self.hostname, **caps)
 
     @classmethod
     def validate_uri(cls, uri: str) -> None:
@@ -84,24 +106,10 @@ class SimulatedDriver:
 
     def _host(self, operation: str) -> SimHost:
         """The host, after the reachability check and any injected failure for ``operation``."""
-        with DATACENTER.lock:
-            host = DATACENTER.host(self.hostname)
-            if not host.up:
-                raise ConnectionFailed(f"cannot connect to {self.uri}: host is down", host=self.uri)
-            queue = host.failures.get(operation)
-            if queue:
-                kind, times = queue[0]
-                if times <= 1:
-                    queue.pop(0)
-                else:
-                    queue[0] = (kind, times - 1)
-                raise FAILURE_KINDS[kind](
-                    f"injected {kind} failure of {operation} on {self.hostname}", host=self.uri, code=kind
-                )
-            return host
+        return self.datacenter.check(self.hostname, operation, self.uri)
 
-    def _domain(self, host: SimHost, vm_id: str) -> SimDomain:
-        dom = host.domains.get(vm_id)
+    def _domain(self, tx: Tx, vm_id: str) -> SimDomain:
+        dom = tx.domain(self.hostname, vm_id)
         if dom is None:
             raise NotFound(f"domain {vm_id!r} not found on {self.hostname}", host=self.uri, code="NO_DOMAIN")
         return dom
@@ -121,9 +129,9 @@ class SimulatedDriver:
         )
 
     def host_usage(self) -> HostUsage:
-        host = self._host("usage")
-        with DATACENTER.lock:
-            running = [d.info() for d in host.domains.values() if d.state == DomainState.RUNNING]
+        self._host("usage")
+        with self.datacenter.read() as tx:
+            running = [d.info() for d in tx.domains(self.hostname, running_only=True)]
         return HostUsage(
             running_domains=len(running),
             vcpus_used=sum(d.vcpus for d in running),
@@ -132,39 +140,34 @@ class SimulatedDriver:
         )
 
     def get(self, vm_id: str) -> DomainInfo | None:
-        host = self._host("get")
-        with DATACENTER.lock:
-            dom = host.domains.get(vm_id)
-            return dom.info() if dom else None
+        self._host("get")
+        with self.datacenter.read() as tx:
+            dom = tx.domain(self.hostname, vm_id)
+        return dom.info() if dom else None
 
     def list_domains(self) -> list[DomainInfo]:
-        host = self._host("list")
-        with DATACENTER.lock:
-            return [d.info() for d in host.domains.values()]
+        self._host("list")
+        with self.datacenter.read() as tx:
+            return [d.info() for d in tx.domains(self.hostname)]
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     def create(self, spec: VMSpec) -> DomainInfo:
-        host = self._host("create")
-        with DATACENTER.lock:
-            existing = host.domains.get(spec.vm_id)
+        self._host("create")
+        with self.datacenter.read() as tx:
+            existing = tx.domain(self.hostname, spec.vm_id)
+        if existing is not None:
+            return self._same_or_conflict(existing, spec)
+        self.datacenter.sleep(DELAYS["create"])
+        with self.datacenter.write() as tx:
+            existing = tx.domain(self.hostname, spec.vm_id)  # a concurrent create may have won
             if existing is not None:
                 return self._same_or_conflict(existing, spec)
-        DATACENTER.sleep(DELAYS["create"])
-        with DATACENTER.lock:
-            existing = host.domains.get(spec.vm_id)  # a concurrent create may have won
-            if existing is not None:
-                return self._same_or_conflict(existing, spec)
-            dom = SimDomain(
-                vm_id=spec.vm_id,
-                vcpus=spec.vcpus,
-                ram_mib=spec.ram_mib,
-                disk_gib=spec.disk_gib,
-                tenant_id=spec.tenant_id,
-                metadata=dict(spec.metadata),
-            )
-            host.domains[spec.vm_id] = dom
-            return dom.info()
+            tx.ensure_host(self.hostname)  # the data center may have been reset meanwhile
+            dom = SimDomain(host=self.hostname, vm_id=spec.vm_id, vcpus=spec.vcpus, ram_mib=spec.ram_mib,
+                            disk_gib=spec.disk_gib, tenant_id=spec.tenant_id, metadata=dict(spec.metadata))
+            tx.insert_domain(dom)
+        return dom.info()
 
     def _same_or_conflict(self, dom: SimDomain, spec: VMSpec) -> DomainInfo:
         if (dom.tenant_id, dom.vcpus, dom.ram_mib, dom.disk_gib) != (
@@ -182,16 +185,17 @@ class SimulatedDriver:
         return dom.info()
 
     def start(self, vm_id: str) -> DomainInfo:
-        host = self._host("start")
-        with DATACENTER.lock:
-            dom = self._domain(host, vm_id)
-            if dom.state == DomainState.RUNNING:
-                return dom.info()
-        DATACENTER.sleep(DELAYS["start"])
-        with DATACENTER.lock:
-            dom = self._domain(host, vm_id)
+        self._host("start")
+        with self.datacenter.read() as tx:
+            dom = self._domain(tx, vm_id)
+        if dom.state == DomainState.RUNNING:
+            return dom.info()
+        self.datacenter.sleep(DELAYS["start"])
+        with self.datacenter.write() as tx:
+            dom = self._domain(tx, vm_id)
             if dom.state != DomainState.RUNNING:
-                free = host.ram_mib - host.ram_mib_running(excluding=vm_id)
+                host = tx.ensure_host(self.hostname)
+                free = host.ram_mib - tx.running_ram_mib(self.hostname, excluding=vm_id)
                 if dom.ram_mib > free:
                     raise DriverError(
                         f"cannot start {vm_id!r} on {self.hostname}: needs {dom.ram_mib} MiB, "
@@ -199,34 +203,34 @@ class SimulatedDriver:
                         host=self.uri,
                         code="OPERATION_FAILED",
                     )
-                dom.set_running(True)
-            return dom.info()
+                dom = dom.running(True)
+                tx.save_power(dom)
+        return dom.info()
 
     def stop(self, vm_id: str, timeout_s: float = 30.0) -> DomainInfo:
-        host = self._host("stop")
-        with DATACENTER.lock:
-            dom = self._domain(host, vm_id)
-            if dom.state == DomainState.STOPPED:
-                return dom.info()
-            forced = dom.ignores_shutdown
+        self._host("stop")
+        with self.datacenter.read() as tx:
+            dom = self._domain(tx, vm_id)
+        if dom.state == DomainState.STOPPED:
+            return dom.info()
         # a guest that ignores the ACPI request is forced off when the timeout expires
-        if forced:
+        if dom.ignores_shutdown:
             time.sleep(max(0.0, timeout_s))
         else:
-            DATACENTER.sleep(DELAYS["stop"])
-        with DATACENTER.lock:
-            dom = self._domain(host, vm_id)
-            dom.set_running(False)
-            return dom.info()
+            self.datacenter.sleep(DELAYS["stop"])
+        with self.datacenter.write() as tx:
+            dom = self._domain(tx, vm_id).running(False)
+            tx.save_power(dom)
+        return dom.info()
 
     def delete(self, vm_id: str) -> None:
-        host = self._host("delete")
-        with DATACENTER.lock:
-            if vm_id not in host.domains:
+        self._host("delete")
+        with self.datacenter.read() as tx:
+            if tx.domain(self.hostname, vm_id) is None:
                 return
-        DATACENTER.sleep(DELAYS["delete"])
-        with DATACENTER.lock:
-            host.domains.pop(vm_id, None)
+        self.datacenter.sleep(DELAYS["delete"])
+        with self.datacenter.write() as tx:
+            tx.delete_domain(self.hostname, vm_id)
 
     def migrate(
         self,
@@ -238,48 +242,63 @@ class SimulatedDriver:
     ) -> MigrationResult:
         if not isinstance(target, SimulatedDriver):
             raise InvalidState(f"cannot migrate from {self.kind} to {target.kind}", host=self.uri)
+        if not self.datacenter.same_as(target.datacenter):
+            raise InvalidState(f"{target.uri} belongs to another simulated data center", host=self.uri)
         started = time.monotonic()
-        source = self._host("migrate")
-        dest = target._host("create")
-        if dest is source:
+        self._host("migrate")
+        target._host("create")
+        if target.hostname == self.hostname:
             raise InvalidState(f"source and target are the same host {self.hostname}", host=self.uri)
-        with DATACENTER.lock:
-            dom = source.domains.get(vm_id)
-            if dom is None:
-                if vm_id in dest.domains:
-                    return MigrationResult(vm_id, self.uri, target.uri, time.monotonic() - started, True)
-                where = f"neither {self.hostname} nor {dest.name}"
-                raise NotFound(f"domain {vm_id!r} is on {where}", host=self.uri, code="NO_DOMAIN")
-            ram = dom.ram_mib
-        duration = min(MIGRATE_MAX_S, DELAYS["migrate"] + MIGRATE_S_PER_GIB * ram / 1024)
+        with self.datacenter.read() as tx:
+            dom = tx.domain(self.hostname, vm_id)
+            there = dom is None and tx.domain(target.hostname, vm_id) is not None
+        if there:
+            return MigrationResult(vm_id, self.uri, target.uri, time.monotonic() - started, True)
+        if dom is None:
+            where = f"neither {self.hostname} nor {target.hostname}"
+            raise NotFound(f"domain {vm_id!r} is on {where}", host=self.uri, code="NO_DOMAIN")
+        duration = min(MIGRATE_MAX_S, DELAYS["migrate"] + MIGRATE_S_PER_GIB * dom.ram_mib / 1024)
         self._copy_memory(duration, timeout_s, started, progress)
-        with DATACENTER.lock:
-            if not dest.up:
-                raise ConnectionFailed(f"migration target {target.uri} went down", host=target.uri)
-            dom = self._domain(source, vm_id)
-            if vm_id in dest.domains:
-                raise AlreadyExists(f"domain {vm_id!r} already exists on {dest.name}", host=target.uri)
-            if dom.state == DomainState.RUNNING and dom.ram_mib > dest.ram_mib - dest.ram_mib_running():
-                raise DriverError(
-                    f"migration of {vm_id!r} failed: {dest.name} cannot allocate {dom.ram_mib} MiB",
-                    host=target.uri,
-                    code="OPERATION_FAILED",
-                )
-            dest.domains[vm_id] = source.domains.pop(vm_id)
+        with self.datacenter.write() as tx:
+            there = self._switch_over(tx, vm_id, target)
         if progress is not None:
             progress(1.0)
-        return MigrationResult(vm_id, self.uri, target.uri, time.monotonic() - started)
+        return MigrationResult(vm_id, self.uri, target.uri, time.monotonic() - started, there)
+
+    def _switch_over(self, tx: Tx, vm_id: str, target: SimulatedDriver) -> bool:
+        """Move the domain to the target in one transaction; True when another migration already did."""
+        dest = tx.host(target.hostname)
+        if dest is None or not dest.up:
+            raise ConnectionFailed(f"migration target {target.uri} went down", host=target.uri)
+        dom = tx.domain(self.hostname, vm_id)
+        on_dest = tx.domain(target.hostname, vm_id)
+        if dom is None:
+            if on_dest is not None:  # a concurrent migration to the same target won
+                return True
+            raise NotFound(f"domain {vm_id!r} left {self.hostname} during the migration", host=self.uri,
+                           code="NO_DOMAIN")
+        if on_dest is not None:
+            raise AlreadyExists(f"domain {vm_id!r} already exists on {dest.name}", host=target.uri)
+        if dom.state == DomainState.RUNNING and dom.ram_mib > dest.ram_mib - tx.running_ram_mib(dest.name):
+            raise DriverError(
+                f"migration of {vm_id!r} failed: {dest.name} cannot allocate {dom.ram_mib} MiB",
+                host=target.uri,
+                code="OPERATION_FAILED",
+            )
+        tx.move_domain(vm_id, self.hostname, dest.name)
+        return False
 
     def _copy_memory(
         self, duration: float, timeout_s: float, started: float, progress: ProgressCallback | None
     ) -> None:
         steps = 4
         for i in range(steps):
-            if time.monotonic() - started + duration * DATACENTER.delay_scale / steps > timeout_s:
+            scale = self.datacenter.delay_scale  # read at each step: a test may change it meanwhile
+            if time.monotonic() - started + duration * scale / steps > timeout_s:
                 raise OperationTimeout(f"migration did not finish within {timeout_s} s and was aborted", host=self.uri)
-            DATACENTER.sleep(duration / steps)
+            self.datacenter.sleep(duration / steps, scale)
             if progress is not None:
                 progress((i + 1) / (steps + 1))
 
     def close(self) -> None:
-        """Nothing to release: the data center lives on."""
+        """Nothing to release: the data center lives on in its store."""

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from agents import open_driver
 from agents.base import VMSpec
-from agents.simulated import DATACENTER
+from agents.simulated import open_datacenter
 from tests.conftest import World
+from tests.contract.sim_peer import Peer
+
+DATACENTER = open_datacenter()  # the test session's store (tests/conftest.py sets CONFLUENCIA_SIM_STATE)
 
 
 def _on(host: str) -> set[str]:
@@ -68,14 +71,14 @@ def test_reconcile_reports_and_fixes_drift(world: World) -> None:
     stopped = _active_vm(world, "stopped-behind-our-back")
     gone = _active_vm(world, "gone")
     for host in ("hv1", "hv2", "hv3"):
-        DATACENTER.host(host)
+        DATACENTER.add_host(host)
     # drift made by hand, behind Confluencia's back
     src = _host_name(world, moved["host_id"])
     dst = "hv1" if src != "hv1" else "hv2"
     open_driver("simulated", f"sim://{src}").migrate(moved["id"], open_driver("simulated", f"sim://{dst}"))
     open_driver("simulated", f"sim://{_host_name(world, stopped['host_id'])}").stop(stopped["id"])
     open_driver("simulated", f"sim://{_host_name(world, gone['host_id'])}").delete(gone["id"])
-    DATACENTER.host("hv3").add_foreign_domain("legacy-mail")
+    DATACENTER.add_foreign_domain("hv3", "legacy-mail")
 
     dry = world.operator.post("/v1/reconcile?dry_run=true").get_json()
     assert dry["moved"] == [{"vm": moved["id"], "from": src, "to": dst}]
@@ -107,3 +110,62 @@ def test_reconcile_removes_the_domain_of_a_deleted_vm(world: World) -> None:
     report = world.operator.post("/v1/reconcile").get_json()
     assert report["removed"] == [{"host": host, "domain": vm["id"], "why": "VM was deleted"}]
     assert vm["id"] not in _on(host)
+
+
+def _active_on(world: World, host: str, name: str) -> str:
+    """A VM the operator placed on ``host``; its id once it is ACTIVE."""
+    r = world.operator.post("/v1/vms", json={"name": name, "flavor": "small", "tenant_id": world.tenant_a,
+                                             "host": host})
+    assert r.status_code == 202, r.get_json()
+    assert world.operator.wait_op(r.get_json()["operation_id"])["status"] == "succeeded"
+    return str(r.get_json()["vm"]["id"])
+
+
+def test_reconcile_with_a_host_down_still_checks_the_others_and_leaves_its_vms_unverified(world: World) -> None:
+    """Issue 12: one unreachable host neither hides missing VMs elsewhere nor makes its own VMs missing."""
+    kept_hv1, gone_hv1 = _active_on(world, "hv1", "kept-hv1"), _active_on(world, "hv1", "gone-hv1")
+    gone_hv2, kept_hv3 = _active_on(world, "hv2", "gone-hv2"), _active_on(world, "hv3", "kept-hv3")
+    before = {vm: world.operator.get(f"/v1/vms/{vm}").get_json() for vm in (kept_hv1, gone_hv1)}
+    assert DATACENTER.remove_domain("hv1", gone_hv1) and DATACENTER.remove_domain("hv2", gone_hv2)
+    DATACENTER.set_up("hv1", False)
+
+    report = world.operator.post("/v1/reconcile").get_json()
+    assert list(report["hosts_unreachable"]) == ["hv1"] and report["hosts_checked"] == ["hv2", "hv3"]
+    assert report["missing"] == [{"vm": gone_hv2, "host": "hv2"}]
+    assert sorted(report["unverified"], key=lambda u: u["vm"]) == sorted(
+        [{"vm": kept_hv1, "host": "hv1"}, {"vm": gone_hv1, "host": "hv1"}], key=lambda u: u["vm"])
+    assert world.operator.get(f"/v1/vms/{gone_hv2}").get_json()["state"] == "ERROR"
+    assert world.operator.get(f"/v1/vms/{kept_hv3}").get_json()["state"] == "ACTIVE"
+    for vm, was in before.items():  # untouched: same state, reason and version (ETag)
+        assert world.operator.get(f"/v1/vms/{vm}").get_json() == was
+    actions = [a["action"] for a in world.operator.get("/v1/audit?action=reconcile").get_json()["items"]]
+    assert actions == ["reconcile.missing"]
+
+    DATACENTER.set_up("hv1", True)  # it answers again: now its empty inventory counts
+    again = world.operator.post("/v1/reconcile").get_json()
+    assert again["missing"] == [{"vm": gone_hv1, "host": "hv1"}] and again["unverified"] == []
+    assert world.operator.get(f"/v1/vms/{kept_hv1}").get_json()["state"] == "ACTIVE"
+
+
+def test_reconcile_sees_the_domains_another_process_built(world: World) -> None:
+    """Issue 11: the API process reconciles a data center whose domains a separate process (a worker) built."""
+    vms = [world.admin_a.get(f"/v1/vms/{_active_vm(world, f'app-{i}')['id']}").get_json() for i in range(3)]
+    hosts = {vm["id"]: _host_name(world, vm["host_id"]) for vm in vms}
+    for vm in vms:  # start from hypervisors that hold none of them ...
+        assert DATACENTER.remove_domain(hosts[vm["id"]], vm["id"])
+    dry = world.operator.post("/v1/reconcile?dry_run=true").get_json()
+    assert sorted(m["vm"] for m in dry["missing"]) == sorted(hosts)  # ... which reconcile does notice
+    built = {}
+    with Peer(DATACENTER.store.path) as worker:  # ... then another process builds them
+        for vm in vms:
+            spec = {k: vm[k] for k in ("name", "vcpus", "ram_mib", "disk_gib", "tenant_id")}
+            worker(host=hosts[vm["id"]], call="create", args=[{"vm_id": vm["id"], **spec}])
+            built[vm["id"]] = worker(host=hosts[vm["id"]], call="start", args=[vm["id"]])["native_id"]
+
+    report = world.operator.post("/v1/reconcile").get_json()
+    assert report["missing"] == [] and report["unverified"] == [] and report["clean"], report
+    assert sorted(report["hosts_checked"]) == ["hv1", "hv2", "hv3"]
+    for vm in vms:
+        assert world.operator.get(f"/v1/vms/{vm['id']}").get_json()["state"] == "ACTIVE"
+        here = open_driver("simulated", f"sim://{hosts[vm['id']]}").get(vm["id"])
+        assert here is not None and here.native_id == built[vm["id"]]

@@ -1,4 +1,6 @@
-"""Behaviour only the simulated data center has: failure injection, capacity, delays, URIs."""
+"""Behaviour only the simulated data center has: failure injection, capacity, delays, URIs.
+
+Each test runs on a store file (what several processes share) and on a private in-memory store."""
 
 from __future__ import annotations
 
@@ -11,21 +13,20 @@ import pytest
 
 from agents.base import DomainState, VMSpec
 from agents.errors import ConnectionFailed, DriverError, InvalidURI, OperationTimeout
-from agents.simulated import DATACENTER, SimulatedDriver
+from agents.simulated import SimulatedDriver
+from agents.simulated_datacenter import SimulatedDataCenter
+from agents.simulated_store import SimStore
 
 
-@pytest.fixture
-def hosts() -> Iterator[tuple[SimulatedDriver, SimulatedDriver]]:
+@pytest.fixture(params=["file", "memory"])
+def hosts(request: pytest.FixtureRequest, tmp_path) -> Iterator[tuple[SimulatedDriver, SimulatedDriver]]:
     tag = uuid.uuid4().hex[:6]
-    saved = DATACENTER.delay_scale
-    DATACENTER.delay_scale = 0.0
-    a = SimulatedDriver(f"sim://dc-a-{tag}?vcpus=4&ram_mib=1024&disk_gib=100")
-    b = SimulatedDriver(f"sim://dc-b-{tag}?ram_mib=512")
+    store = SimStore(tmp_path / "simulated.sqlite3" if request.param == "file" else ":memory:")
+    dc = SimulatedDataCenter(store)
+    dc.set_delay_scale(0.0)
+    a = SimulatedDriver(f"sim://dc-a-{tag}?vcpus=4&ram_mib=1024&disk_gib=100", datacenter=dc)
+    b = SimulatedDriver(f"sim://dc-b-{tag}?ram_mib=512", datacenter=dc)
     yield a, b
-    DATACENTER.delay_scale = saved
-    with DATACENTER.lock:
-        DATACENTER.hosts.pop(a.hostname, None)
-        DATACENTER.hosts.pop(b.hostname, None)
 
 
 def spec(vm_id: str = "vm-1", ram_mib: int = 256) -> VMSpec:
@@ -44,7 +45,7 @@ def test_uri_query_sets_capacity_and_defaults_apply(hosts):
 )
 def test_injected_failures_hit_the_next_n_calls_only(hosts, kind, error):
     a, _ = hosts
-    DATACENTER.inject_failure(a.hostname, "create", kind=kind, times=2)
+    a.datacenter.inject_failure(a.hostname, "create", kind=kind, times=2)
     for _ in range(2):
         with pytest.raises(error):
             a.create(spec())
@@ -55,16 +56,16 @@ def test_injected_failures_hit_the_next_n_calls_only(hosts, kind, error):
 def test_injected_failure_names_are_checked(hosts):
     a, _ = hosts
     with pytest.raises(ValueError):
-        DATACENTER.inject_failure(a.hostname, "explode")
+        a.datacenter.inject_failure(a.hostname, "explode")
     with pytest.raises(ValueError):
-        DATACENTER.inject_failure(a.hostname, "create", kind="gremlins")
+        a.datacenter.inject_failure(a.hostname, "create", kind="gremlins")
 
 
 def test_injected_migrate_failure_leaves_the_vm_on_the_source(hosts):
     a, b = hosts
     a.create(spec())
     a.start("vm-1")
-    DATACENTER.inject_failure(a.hostname, "migrate", kind="failed")
+    a.datacenter.inject_failure(a.hostname, "migrate", kind="failed")
     with pytest.raises(DriverError):
         a.migrate("vm-1", b)
     assert a.get("vm-1").state == DomainState.RUNNING and b.get("vm-1") is None
@@ -95,21 +96,21 @@ def test_live_migration_needs_free_ram_on_the_target(hosts):
 def test_host_down_and_up_again(hosts):
     a, _ = hosts
     a.create(spec())
-    DATACENTER.host(a.hostname).up = False
+    a.datacenter.set_up(a.hostname, False)
     with pytest.raises(ConnectionFailed):
         a.list_domains()
-    DATACENTER.host(a.hostname).up = True
+    a.datacenter.set_up(a.hostname, True)
     assert [d.vm_id for d in a.list_domains()] == ["vm-1"]
 
 
 def test_delays_scale_and_migration_honours_its_timeout(hosts):
     a, b = hosts
-    DATACENTER.delay_scale = 0.1  # create ~0.05 s
+    a.datacenter.set_delay_scale(0.1)  # create ~0.05 s
     started = time.monotonic()
     a.create(spec())
     assert time.monotonic() - started >= 0.04
     a.start("vm-1")
-    DATACENTER.delay_scale = 1.0  # migration of 256 MiB: ~1.06 s
+    a.datacenter.set_delay_scale(1.0)  # migration of 256 MiB: ~1.06 s
     with pytest.raises(OperationTimeout):
         a.migrate("vm-1", b, timeout_s=0.3)
     assert a.get("vm-1") is not None and b.get("vm-1") is None
@@ -117,7 +118,7 @@ def test_delays_scale_and_migration_honours_its_timeout(hosts):
 
 def test_concurrent_creates_of_one_vm_make_one_domain(hosts):
     a, _ = hosts
-    DATACENTER.delay_scale = 0.02
+    a.datacenter.set_delay_scale(0.02)
     results = []
     threads = [threading.Thread(target=lambda: results.append(a.create(spec()))) for _ in range(8)]
     for t in threads:
@@ -129,7 +130,7 @@ def test_concurrent_creates_of_one_vm_make_one_domain(hosts):
 
 def test_foreign_domains_are_listed_without_tenant(hosts):
     a, _ = hosts
-    DATACENTER.host(a.hostname).add_foreign_domain("legacy-db", vcpus=2, ram_mib=128, running=False)
+    a.datacenter.add_foreign_domain(a.hostname, "legacy-db", vcpus=2, ram_mib=128, running=False)
     (legacy,) = a.list_domains()
     assert (legacy.vm_id, legacy.tenant_id, legacy.state) == ("legacy-db", None, DomainState.STOPPED)
 
@@ -137,9 +138,9 @@ def test_foreign_domains_are_listed_without_tenant(hosts):
 def test_reset_forgets_hosts_but_keeps_the_delay_scale(hosts):
     a, _ = hosts
     a.create(spec())
-    DATACENTER.delay_scale = 0.0
-    DATACENTER.reset()
-    assert DATACENTER.delay_scale == 0.0
+    a.datacenter.set_delay_scale(0.0)
+    a.datacenter.reset()
+    assert a.datacenter.delay_scale == 0.0
     assert a.list_domains() == []  # the host comes back empty, with default capacity
 
 

@@ -1,4 +1,4 @@
-"""Contract backend: two hosts of the in-memory simulated data center."""
+"""Contract backend: two hosts of the simulated data center (the session's store file, CONFLUENCIA_SIM_STATE)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import pytest
 
 from agents.base import HypervisorDriver, VMSpec
-from agents.simulated import DATACENTER, SimulatedDriver
+from agents.simulated import SimulatedDriver, open_datacenter
 from tests.contract.backends import ContractBackend, HostPair
 
 
@@ -27,28 +27,30 @@ def _open(config: pytest.Config) -> Iterator[HostPair]:
     tag = uuid.uuid4().hex[:6]
     a = SimulatedDriver(f"sim://contract-a-{tag}?vcpus=8&ram_mib=4096")
     b = SimulatedDriver(f"sim://contract-b-{tag}?vcpus=8&ram_mib=4096")
-    saved_scale = DATACENTER.delay_scale
+    dc = open_datacenter()
+    saved_scale = dc.delay_scale
 
     def before_each() -> None:
-        DATACENTER.delay_scale = 0.0  # other tests may reset the data center or change the scale
+        dc.set_delay_scale(0.0)  # other tests may reset the data center or change the scale
         for d in (a, b):
-            DATACENTER.add_host(d.hostname, vcpus=8, ram_mib=4096).up = True
+            dc.add_host(d.hostname, vcpus=8, ram_mib=4096)
+            dc.set_up(d.hostname, True)
 
     def unreachable() -> HypervisorDriver:
         name = f"contract-down-{tag}"
-        DATACENTER.host(name).up = False
+        dc.set_up(name, False)
         return SimulatedDriver(f"sim://{name}")
 
     def uncooperative(driver: HypervisorDriver, vm_id: str) -> None:
-        DATACENTER.host(_host_of(driver)).domains[vm_id].ignores_shutdown = True
+        dc.set_ignores_shutdown(_host_of(driver), vm_id)
 
     try:
         yield HostPair(
             a=a,
             b=b,
             spec=_spec,
-            add_foreign=lambda d, name: DATACENTER.host(_host_of(d)).add_foreign_domain(name, ram_mib=64),
-            remove_foreign=lambda d, name: DATACENTER.host(_host_of(d)).domains.pop(name, None) and None,
+            add_foreign=lambda d, name: dc.add_foreign_domain(_host_of(d), name, ram_mib=64) and None,
+            remove_foreign=lambda d, name: dc.remove_domain(_host_of(d), name) and None,
             unreachable=unreachable,
             make_uncooperative=uncooperative,
             valid_uris=["sim://h1", "sim://rack1-h07?vcpus=64&ram_mib=262144&disk_gib=4000"],
@@ -64,10 +66,8 @@ def _open(config: pytest.Config) -> Iterator[HostPair]:
             before_each=before_each,
         )
     finally:
-        DATACENTER.delay_scale = saved_scale
-        with DATACENTER.lock:
-            for name in [n for n in DATACENTER.hosts if n.endswith(tag)]:
-                DATACENTER.hosts.pop(name)
+        dc.set_delay_scale(saved_scale)
+        dc.remove_hosts(n for n in dc.host_names() if n.endswith(tag))
 
 
 BACKEND = ContractBackend(kind="simulated", missing=lambda config: None, open=_open)
