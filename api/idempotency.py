@@ -11,6 +11,7 @@ from typing import Any
 from flask import Response, request
 
 from api.http import principal
+from api.openapi import mark_idempotent
 from controlplane.errors import BadRequest, Msg
 from controlplane.services import idempotency
 
@@ -62,4 +63,4 @@ def idempotent(view: Callable[..., Any]) -> Callable[..., Any]:
             idempotency.abandon(got)
         return resp
 
-    return wrapper
+    return mark_idempotent(wrapper)

@@ -15,7 +15,7 @@ MEDIA_TYPE = "application/problem+json"
 HTTP_SLUGS = {400: "malformed-request", 401: "unauthorized", 403: "forbidden", 404: "not-found",
               405: "method-not-allowed", 409: "conflict", 412: "precondition-failed", 413: "payload-too-large",
               415: "unsupported-media-type", 422: "validation-error", 428: "precondition-required",
-              503: "service-unavailable"}
+              429: "too-many-requests", 503: "service-unavailable"}
 
 
 def language() -> str:
@@ -84,7 +84,9 @@ def handle_http(exc: HTTPException) -> Response:
 
 
 def handle_unexpected(exc: Exception) -> Response:
-    log.exception("unhandled error in %s %s", request.method, request.path)
+    rid = g.get("request_id") or "-"
+    log.exception("unhandled error in %s %s (request %s)", request.method, request.path, rid,
+                  extra={"request_id": rid})
     detail = ("An unexpected error occurred; it has been logged with the request id."
               if language() == "en" else "Ocurrió un error inesperado; quedó registrado con el id de la solicitud.")
     return problem_response("internal-error", detail)

@@ -9,6 +9,7 @@ from flask_smorest import Blueprint
 
 from api.http import if_match, operators_only, principal, with_etag
 from api.idempotency import idempotent
+from api.openapi import ETAG, ETAG_LOCATION, reads_if_match
 from api.schemas import hosts as s
 from api.schemas.common import page, page_schema
 from controlplane.models import Host
@@ -31,7 +32,7 @@ def _body(h: Host) -> Any:
 @bp.route("", methods=["POST"])
 @idempotent
 @bp.arguments(s.HostCreate)
-@bp.response(201, s.Host)
+@bp.response(201, s.Host, headers=ETAG_LOCATION)
 def create_host(args: dict[str, Any]) -> Response:
     """Register a host. The URI is checked for its driver (e.g. `qemu+ssh://user@host/system`)."""
     h = hosts.create_host(principal(), args)
@@ -50,15 +51,16 @@ def list_hosts(args: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.route("/<host_id>", methods=["GET"])
-@bp.response(200, s.Host)
+@bp.response(200, s.Host, headers=ETAG)
 def get_host(host_id: str) -> Response:
     h = hosts.get_host(principal(), host_id)
     return with_etag(_body(h), h.version)
 
 
 @bp.route("/<host_id>", methods=["PATCH"])
+@reads_if_match(required=True)
 @bp.arguments(s.HostUpdate)
-@bp.response(200, s.Host)
+@bp.response(200, s.Host, headers=ETAG)
 def update_host(args: dict[str, Any], host_id: str) -> Response:
     """Change a host (needs `If-Match`). `{"state": "maintenance"}` stops new placements on it."""
     h = hosts.update_host(principal(), host_id, args, if_match(required=True))
@@ -67,7 +69,7 @@ def update_host(args: dict[str, Any], host_id: str) -> Response:
 
 @bp.route("/<host_id>/maintenance", methods=["POST"])
 @bp.arguments(s.MaintenanceIn)
-@bp.response(200, s.Host)
+@bp.response(200, s.Host, headers=ETAG)
 def host_maintenance(args: dict[str, Any], host_id: str) -> Response:
     """Maintenance on: no new VMs, and a drain plan spreads the host's VMs over the others (it runs at
     once; see /v1/plans). Off: the host takes VMs again and a drain still running is cancelled."""
@@ -76,6 +78,7 @@ def host_maintenance(args: dict[str, Any], host_id: str) -> Response:
 
 
 @bp.route("/<host_id>", methods=["DELETE"])
+@reads_if_match()
 @bp.response(204)
 def delete_host(host_id: str) -> None:
     hosts.delete_host(principal(), host_id, if_match())

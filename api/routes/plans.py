@@ -9,6 +9,7 @@ from flask_smorest import Blueprint
 
 from api.http import etag_of, if_match, operators_only, principal
 from api.idempotency import idempotent
+from api.openapi import ETAG, ETAG_LOCATION, reads_if_match
 from api.schemas import plans as s
 from api.schemas.common import page, page_schema
 from controlplane.models import Plan
@@ -44,7 +45,7 @@ def _reply(plan: Plan, status: int = 200) -> Response:
 @bp.route("", methods=["POST"])
 @idempotent
 @bp.arguments(s.PlanCreate)
-@bp.response(201, s.Plan)
+@bp.response(201, s.Plan, headers=ETAG_LOCATION)
 def create_plan(args: dict[str, Any]) -> Response:
     """Compute a plan against the current state and store it as a **draft** for review (nothing moves)."""
     plan = plans.create_plan(principal(), args["kind"], BudgetData(**args["budget"]), host=args.get("host"),
@@ -62,27 +63,28 @@ def list_plans(args: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.route("/<plan_id>", methods=["GET"])
-@bp.response(200, s.Plan)
+@bp.response(200, s.Plan, headers=ETAG)
 def get_plan(plan_id: str) -> Response:
     """The plan with its moves, waves, predicted and (when finished) achieved balance, and progress."""
     return _reply(plans.get_plan(principal(), plan_id))
 
 
 @bp.route("/<plan_id>/approve", methods=["POST"])
-@bp.response(202, s.Plan)
+@reads_if_match()
+@bp.response(202, s.Plan, headers=ETAG_LOCATION)
 def approve_plan(plan_id: str) -> Response:
     """Approve a draft: the executor runs it wave by wave (one plan executes at a time)."""
     return _reply(plans.approve(principal(), plan_id, if_match()), 202)
 
 
 @bp.route("/<plan_id>/discard", methods=["POST"])
-@bp.response(200, s.Plan)
+@bp.response(200, s.Plan, headers=ETAG)
 def discard_plan(plan_id: str) -> Response:
     return _reply(plans.discard(principal(), plan_id))
 
 
 @bp.route("/<plan_id>/cancel", methods=["POST"])
-@bp.response(202, s.Plan)
+@bp.response(202, s.Plan, headers=ETAG_LOCATION)
 def cancel_plan(plan_id: str) -> Response:
     """Stop after the migrations in flight; moves not started are cancelled."""
     return _reply(plans.cancel(principal(), plan_id), 202)

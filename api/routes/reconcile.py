@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from flask_smorest import Blueprint
-from marshmallow import fields
 
 from api.http import operators_only
-from api.schemas.common import StrictSchema
+from api.schemas.common import Bool, StrictSchema
 from controlplane.services import reconcile
 
 bp = operators_only(Blueprint("reconcile", __name__, url_prefix="/v1/reconcile",
@@ -16,7 +15,7 @@ bp = operators_only(Blueprint("reconcile", __name__, url_prefix="/v1/reconcile",
 
 
 class ReconcileArgs(StrictSchema):
-    dry_run = fields.Boolean(load_default=False)
+    dry_run = Bool(query=True, load_default=False)
 
 
 @bp.route("", methods=["POST"])

@@ -10,6 +10,7 @@ from marshmallow import fields
 
 from api.http import if_match, operator_only, principal, with_etag
 from api.idempotency import idempotent
+from api.openapi import ETAG, ETAG_LOCATION, reads_if_match
 from api.schemas import tenants as s
 from api.schemas.common import PageArgs, StrictSchema, page, page_schema
 from controlplane.services import tenants
@@ -26,7 +27,7 @@ class QuotaArgs(StrictSchema):
 @operator_only
 @idempotent
 @bp.arguments(s.TenantCreate)
-@bp.response(201, s.Tenant)
+@bp.response(201, s.Tenant, headers=ETAG_LOCATION)
 def create_tenant(args: dict[str, Any]) -> Response:
     t = tenants.create_tenant(principal(), args)
     return with_etag(s.Tenant().dump(t), t.version, 201, url_for("tenants.get_tenant", tenant_id=t.id))
@@ -42,7 +43,7 @@ def list_tenants(args: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.route("/<tenant_id>", methods=["GET"])
-@bp.response(200, s.Tenant)
+@bp.response(200, s.Tenant, headers=ETAG)
 def get_tenant(tenant_id: str) -> Response:
     t = tenants.get_tenant(principal(), tenant_id)
     return with_etag(s.Tenant().dump(t), t.version)
@@ -50,8 +51,9 @@ def get_tenant(tenant_id: str) -> Response:
 
 @bp.route("/<tenant_id>", methods=["PATCH"])
 @operator_only
+@reads_if_match(required=True)
 @bp.arguments(s.TenantUpdate)
-@bp.response(200, s.Tenant)
+@bp.response(200, s.Tenant, headers=ETAG)
 def update_tenant(args: dict[str, Any], tenant_id: str) -> Response:
     """Change name or quotas (needs `If-Match`). Lowering a quota below use keeps existing VMs."""
     t = tenants.update_tenant(principal(), tenant_id, args, if_match(required=True))

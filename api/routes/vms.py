@@ -9,6 +9,7 @@ from flask_smorest import Blueprint
 
 from api.http import accepted, etag_of, if_match, operator_only, principal
 from api.idempotency import idempotent
+from api.openapi import ETAG, ETAG_LOCATION, LOCATION, reads_if_match
 from api.schemas import operations as ops
 from api.schemas import vms as s
 from api.schemas.common import page, page_schema
@@ -22,9 +23,11 @@ VMPage = page_schema(s.VM, "VMPage")
 @bp.route("", methods=["POST"])
 @idempotent
 @bp.arguments(s.VMCreate)
-@bp.response(202, s.VMAccepted)
-@bp.alt_response(403, description="Quota exceeded (problem+json with `quota`)")
-@bp.alt_response(409, description="No host has room (problem+json with `reasons`)")
+@bp.response(202, s.VMAccepted, headers=ETAG_LOCATION)
+@bp.alt_response(403, description="Quota exceeded (`/problems/quota-exceeded`, with `quota`), or a field only "
+                                  "operators may set / Cuota excedida, o un campo solo para operadores")
+@bp.alt_response(409, description="No host has room (`/problems/insufficient-capacity`, with `reasons`), or the "
+                                  "chosen host takes no VMs / Ningún host tiene lugar")
 def create_vm(args: dict[str, Any]) -> Response:
     """Ask for a VM. Quota and capacity are claimed at once; the build runs in the background.
 
@@ -46,7 +49,7 @@ def list_vms(args: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.route("/<vm_id>", methods=["GET"])
-@bp.response(200, s.VM)
+@bp.response(200, s.VM, headers=ETAG)
 def get_vm(vm_id: str) -> Response:
     vm: VM = access.get_vm(principal(), vm_id)
     resp = jsonify(s.VM().dump(vm))
@@ -55,8 +58,9 @@ def get_vm(vm_id: str) -> Response:
 
 
 @bp.route("/<vm_id>", methods=["PATCH"])
+@reads_if_match(required=True)
 @bp.arguments(s.VMUpdate)
-@bp.response(200, s.VM)
+@bp.response(200, s.VM, headers=ETAG)
 def update_vm(args: dict[str, Any], vm_id: str) -> Response:
     """Operators: `{"pinned": true}` keeps the VM on its host (plans never move it). Needs `If-Match`."""
     vm = access.update_vm(principal(), vm_id, args, if_match(required=True))
@@ -66,7 +70,8 @@ def update_vm(args: dict[str, Any], vm_id: str) -> Response:
 
 
 @bp.route("/<vm_id>", methods=["DELETE"])
-@bp.response(202, ops.Operation)
+@reads_if_match()
+@bp.response(202, ops.Operation, headers=LOCATION)
 def delete_vm(vm_id: str) -> Response:
     """Delete a VM (`If-Match` optional). A VM that is still being built cannot be deleted yet (409)."""
     op = delete.delete_vm(principal(), vm_id, if_match())
@@ -74,16 +79,18 @@ def delete_vm(vm_id: str) -> Response:
 
 
 @bp.route("/<vm_id>/start", methods=["POST"])
+@reads_if_match()
 @idempotent
-@bp.response(202, ops.Operation)
+@bp.response(202, ops.Operation, headers=LOCATION)
 def start_vm(vm_id: str) -> Response:
     op = power.power(principal(), vm_id, "start", if_match())
     return accepted(op, ops.Operation().dump(op))
 
 
 @bp.route("/<vm_id>/stop", methods=["POST"])
+@reads_if_match()
 @idempotent
-@bp.response(202, ops.Operation)
+@bp.response(202, ops.Operation, headers=LOCATION)
 def stop_vm(vm_id: str) -> Response:
     op = power.power(principal(), vm_id, "stop", if_match())
     return accepted(op, ops.Operation().dump(op))
@@ -91,9 +98,10 @@ def stop_vm(vm_id: str) -> Response:
 
 @bp.route("/<vm_id>/migrate", methods=["POST"])
 @operator_only
+@reads_if_match()
 @idempotent
 @bp.arguments(s.MigrateArgs)
-@bp.response(202, ops.Operation)
+@bp.response(202, ops.Operation, headers=LOCATION)
 def migrate_vm(args: dict[str, Any], vm_id: str) -> Response:
     """Operators: live-migrate an ACTIVE VM to another host (its capacity is claimed at once)."""
     op = migrate.request_migration(principal(), vm_id, args["host"], if_match())

@@ -31,6 +31,31 @@ def Count(minimum: int = 0, maximum: int = MAX_INT, **kw: Any) -> fields.Integer
     return fields.Integer(strict=True, validate=validate.Range(min=minimum, max=maximum), **kw)
 
 
+QUERY_WORDS = {"true": True, "false": False}
+
+
+class StrictBoolean(fields.Boolean):
+    """``true`` or ``false`` and nothing else: marshmallow's Boolean also takes 0, 1, "yes", "on", "t"..."""
+
+    def __init__(self, *, query: bool = False, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.query = query
+
+    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> bool:
+        if isinstance(value, bool):
+            return value
+        if self.query and isinstance(value, str) and value.lower() in QUERY_WORDS:
+            return QUERY_WORDS[value.lower()]
+        raise self.make_error("invalid", input=value)
+
+
+def Bool(*, query: bool = False, **kw: Any) -> fields.Boolean:
+    """The Boolean of every schema that loads input. In a JSON body only JSON ``true``/``false`` (``0``,
+    ``1`` or ``"true"`` are refused with 422); in a query string (``query=True``) the words ``true`` and
+    ``false``, in any case."""
+    return StrictBoolean(query=query, **kw)
+
+
 def _has_nul(value: Any) -> bool:
     if isinstance(value, str):
         return "\x00" in value

@@ -6,7 +6,7 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
-from api.schemas.common import Count, Name, PageArgs, StrictSchema
+from api.schemas.common import Bool, Count, Name, PageArgs, StrictSchema
 
 DRIVERS = ["simulated", "libvirt", "proxmox"]
 
@@ -34,7 +34,7 @@ class HostCreate(StrictSchema):
     disk_ratio = Ratio()
     zone = Name(allow_none=True)
     state = fields.String(validate=validate.OneOf(HOST_STATES))
-    exclude_from_rebalance = fields.Boolean(metadata={"description": "Never a source or target of rebalancing"})
+    exclude_from_rebalance = Bool(metadata={"description": "Never a source or target of rebalancing"})
     options = fields.Dict(keys=fields.String(validate=validate.Length(min=1, max=64)),
                           values=fields.String(validate=validate.Length(max=2000)), load_only=True,
                           metadata={"description": "Driver options, e.g. Proxmox token_id/token_secret. "
@@ -89,5 +89,5 @@ class HostListArgs(PageArgs):
 
 
 class MaintenanceIn(StrictSchema):
-    enabled = fields.Boolean(required=True)
+    enabled = Bool(required=True)
     reason = fields.String(validate=validate.Length(max=500), load_default=None, allow_none=True)

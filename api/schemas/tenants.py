@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields
 
-from api.schemas.common import Count, Name, Slug, StrictSchema
+from api.schemas.common import Bool, Count, Name, Slug, StrictSchema
 
 
 class TenantCreate(StrictSchema):
@@ -18,7 +18,7 @@ class TenantCreate(StrictSchema):
 
 class TenantUpdate(StrictSchema):
     name = Name(200)
-    exclude_from_rebalance = fields.Boolean(metadata={"description": "Rebalancing leaves its VMs where they are"})
+    exclude_from_rebalance = Bool(metadata={"description": "Rebalancing leaves its VMs where they are"})
     quota_vcpus = Count(0, 1_000_000)
     quota_ram_mib = Count(0, 2**31 - 1)
     quota_disk_gib = Count(0, 2**31 - 1)

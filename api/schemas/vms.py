@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from api.schemas.common import Count, Name, PageArgs, StrictSchema
+from api.schemas.common import Bool, Count, Name, PageArgs, StrictSchema
 
 VM_STATES = ["PENDING", "BUILDING", "ACTIVE", "STOPPED", "MIGRATING", "DELETING", "DELETED", "ERROR"]
 
@@ -55,11 +55,11 @@ class VMListArgs(PageArgs):
     name = fields.String(validate=validate.Length(max=63), metadata={"description": "substring"})
     tenant_id = fields.String(validate=validate.Length(max=36), metadata={"description": "Operators only"})
     host_id = fields.String(validate=validate.Length(max=36), metadata={"description": "Operators only"})
-    include_deleted = fields.Boolean(load_default=False)
+    include_deleted = Bool(query=True, load_default=False)
 
 
 class VMUpdate(StrictSchema):
-    pinned = fields.Boolean(metadata={"description": "Operators: never move this VM (rebalance or drain)"})
+    pinned = Bool(metadata={"description": "Operators: never move this VM (rebalance or drain)"})
 
 
 class MigrateArgs(StrictSchema):

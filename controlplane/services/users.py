@@ -9,7 +9,7 @@ from controlplane.core.audit import created
 from controlplane.core.tx import transaction
 from controlplane.db import db
 from controlplane.errors import Forbidden, Msg, ValidationFailed
-from controlplane.models import Role, User
+from controlplane.models import Role, Tenant, User
 
 
 def create_user(actor: Principal, username: str, role: str, tenant_id: str | None,
@@ -29,6 +29,10 @@ def create_user(actor: Principal, username: str, role: str, tenant_id: str | Non
         if db.session.execute(select(User.id).where(User.username == username)).first():
             raise ValidationFailed(f"username {username!r} is taken",
                                    errors={"username": ["Already taken."]})
+        if tenant_id is not None and db.session.get(Tenant, tenant_id) is None:  # else a foreign-key error
+            raise ValidationFailed(Msg(f"No municipality with id {tenant_id[:40]!r}.",
+                                       f"No existe un municipio con id {tenant_id[:40]!r}."),
+                                   errors={"tenant_id": ["Unknown municipality."]})
         user = User(username=username, role=role, tenant_id=tenant_id, display_name=display_name)
         db.session.add(user)
         created(actor, "user.create", user)
