@@ -42,6 +42,7 @@ PROBLEM_TYPES: dict[str, tuple[int, Msg]] = {
     "idempotency-key-reused": (422, Msg("Idempotency-Key reused with a different request",
                                         "Idempotency-Key reutilizada con otra solicitud")),
     "precondition-required": (428, Msg("If-Match header required", "Se requiere la cabecera If-Match")),
+    "too-many-requests": (429, Msg("Too many requests", "Demasiadas solicitudes")),
     "internal-error": (500, Msg("Internal error", "Error interno")),
     "service-unavailable": (503, Msg("Service unavailable", "Servicio no disponible")),
 }

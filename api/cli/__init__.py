@@ -2,7 +2,8 @@
 cannot be imported fails the whole command loudly instead of silently disappearing).
 
 - ``serve``, ``demo`` (:mod:`.server`); ``db upgrade``, ``bootstrap-operator`` (:mod:`.database`);
-  ``audit verify`` (:mod:`.audit`): run on the control plane's own database;
+  ``audit verify`` (:mod:`.audit`), ``secrets generate-key | status | rotate`` (:mod:`.secrets`): run on the
+  control plane's own database;
 - ``plans``, ``hosts`` (:mod:`.plans`, :mod:`.hosts`): the operators' HTTP client of the API;
 - ``placement`` (:mod:`.placement`): the placement engine on JSON or Ganeti htools files, offline;
 - ``lab`` (:mod:`.lab`): the libvirt test lab of session daemons on this machine.
@@ -20,6 +21,7 @@ from api.cli.hosts import hosts
 from api.cli.lab import lab
 from api.cli.placement import placement
 from api.cli.plans import plans
+from api.cli.secrets import secrets
 from api.cli.server import demo, serve
 
 
@@ -28,7 +30,7 @@ def main() -> None:
     """Confluencia control plane / plano de control Confluencia."""
 
 
-for _command in (serve, demo, db, bootstrap_operator, audit, plans, hosts, placement, lab):
+for _command in (serve, demo, db, bootstrap_operator, audit, secrets, plans, hosts, placement, lab):
     main.add_command(_command)
 
 

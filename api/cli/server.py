@@ -11,6 +11,7 @@ from werkzeug.serving import run_simple
 from api import create_app
 from controlplane.app import create_core_app
 from controlplane.config import Settings
+from controlplane.core.secrets import key_ring
 from controlplane.schema import upgrade
 from controlplane.seed import seed_demo
 from controlplane.tasks.embedded import EmbeddedBeat, EmbeddedWorker
@@ -46,6 +47,7 @@ def demo() -> None:
     os.environ.setdefault("CONFLUENCIA_SIM_DELAY_SCALE", "1.0")
     settings = Settings.from_env()
     upgrade(settings.database_url)
+    ring = key_ring(settings, create=True)  # on first start: the demo's data key, next to its database
     with create_core_app(settings).app_context():
         tokens = seed_demo()
     base = f"http://{settings.bind}"
@@ -53,6 +55,7 @@ def demo() -> None:
     lines = [
         "", "Confluencia demo / demostración", "=" * 40,
         f"API:  {base}/v1    docs: {base}/docs    database: {settings.database_url}",
+        f"host secrets encrypted with / secretos cifrados con: {ring.source if ring else 'no data key'}",
         f"operator token (operador):            {tokens.operator}",
     ]
     for slug, (adm, mem) in tokens.tenants.items():

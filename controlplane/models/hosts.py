@@ -13,6 +13,7 @@ from controlplane.models.base import created_column, id_column, updated_column
 
 
 class HostState(enum.StrEnum):
+    PENDING = "pending"  # registered, waiting for its first health check to pass
     ENABLED = "enabled"
     MAINTENANCE = "maintenance"
     DISABLED = "disabled"
@@ -32,7 +33,8 @@ class Host(db.Model):  # type: ignore[name-defined]
     name: Mapped[str] = mapped_column(String(63), unique=True, nullable=False)
     driver: Mapped[str] = mapped_column(String(16), nullable=False)  # simulated | libvirt | proxmox
     uri: Mapped[str] = mapped_column(String(500), nullable=False)
-    # driver options such as the Proxmox API token; never returned by the API
+    # driver options such as the Proxmox API token; never returned by the API. Secret values are stored
+    # encrypted ("enc:fernet:..."): controlplane.core.secrets seals them, core.drivers opens them
     driver_options: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
     vcpus: Mapped[int] = mapped_column(Integer, nullable=False)
     ram_mib: Mapped[int] = mapped_column(Integer, nullable=False)
