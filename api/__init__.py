@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from flask import Flask, Response, jsonify
-from flask_smorest import Api
 
-from api import http, problems
-from api.routes import audit, flavors, hosts, operations, plans, reconcile, tenants, tokens, users, vms
+from api import http, jsonlimits, logs, openapi, problems, ratelimit, security
+from api.openapi import ConfluenciaApi
+from api.routes import audit, flavors, health, hosts, operations, plans, reconcile, tenants, tokens, users, vms
 from controlplane.app import create_core_app
 from controlplane.config import Settings
 from controlplane.errors import PROBLEM_TYPES
@@ -22,17 +22,12 @@ ven sus propias VMs, cuotas, operaciones y auditoría.
 """
 
 
-class ConfluenciaApi(Api):
-    def _register_error_handlers(self) -> None:
-        """Errors are rendered by api.problems (problem+json), not by flask-smorest's default."""
-
-
 def create_app(settings: Settings | None = None) -> Flask:
+    logs.configure()  # only when nothing configured logging (no handler on the root logger)
     app = create_core_app(settings, name="confluencia.api")
     app.config.update(
         API_TITLE="Confluencia API", API_VERSION="v1", OPENAPI_VERSION="3.0.3",
-        OPENAPI_URL_PREFIX="/", OPENAPI_JSON_PATH="openapi.json",
-        OPENAPI_SWAGGER_UI_PATH="/docs", OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        OPENAPI_URL_PREFIX="/", OPENAPI_JSON_PATH="openapi.json",  # /docs: api.openapi.register_docs
         API_SPEC_OPTIONS={"info": {"description": API_DESCRIPTION,
                                    "license": {"name": "Apache-2.0",
                                                "url": "https://www.apache.org/licenses/LICENSE-2.0"}},
@@ -44,8 +39,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     for bp in (vms.bp, flavors.bp, tenants.quota_bp, operations.bp, audit.bp, hosts.bp, tenants.bp, users.bp,
                tokens.bp, reconcile.bp, plans.bp):
         api.register_blueprint(bp)
+    app.register_blueprint(health.bp)  # /livez, /readyz: not part of the /v1 API document
     http.register(app)
+    jsonlimits.register(app)
     problems.register(app)
+    ratelimit.register(app)  # after the blueprints: it wraps the VM-create view
+    security.register(app)
+    openapi.register_docs(app)
 
     @app.get("/healthz")
     def healthz() -> Response:

@@ -127,3 +127,9 @@ def register(app: Flask) -> None:
         app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.before_request(_before)
     app.after_request(_after)
+    app.teardown_request(_forget_request)
+
+
+def _forget_request(_exc: BaseException | None) -> None:
+    """The thread serves another request next: its id must not leak into that one's logs or audit."""
+    context.request_id.set(None)

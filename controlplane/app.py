@@ -8,6 +8,7 @@ import logging
 from flask import Flask
 
 # the task modules register their names on the queue: every process that runs tasks imports this module
+import controlplane.tasks.audit
 import controlplane.tasks.hosts
 import controlplane.tasks.operations
 import controlplane.tasks.plans
@@ -23,8 +24,8 @@ def create_core_app(settings: Settings | None = None, name: str = "confluencia")
     app.config["SECRET_KEY"] = settings.secret_key
     app.config["SQLALCHEMY_DATABASE_URI"] = settings.database_url
     engine_options: dict[str, object] = {"pool_pre_ping": True}
-    if not settings.uses_sqlite:
-        engine_options.update(pool_size=10, max_overflow=30)
+    if not settings.uses_sqlite:  # a database that does not answer fails the request, never hangs it
+        engine_options.update(pool_size=10, max_overflow=30, pool_timeout=10, connect_args={"connect_timeout": 5})
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options
     app.extensions[SETTINGS_KEY] = settings
     logging.getLogger("confluencia").setLevel(settings.log_level.upper())

@@ -32,7 +32,10 @@ class Settings:
     worker_concurrency: int = 4
     placement_retries: int = 3
     log_level: str = "INFO"
-    operation_stale_s: float = 300.0
+    lease_s: float = 60.0  # an operation's lease, renewed by its worker's heartbeat; a dead worker's expires
+    broker_visibility_s: float = 300.0  # Redis redelivers an unacknowledged task after this long
+    plan_resume_s: float = 60.0  # how often approved/running plans whose step chain is overdue are resumed
+    strict_io: bool = False  # a driver call inside an open database transaction raises (the test suite)
     nightly_cron: str = "0 2 * * *"
     nightly_tz: str = "America/Argentina/Buenos_Aires"
     maintenance_window: str = "01:00-06:00"  # local time in nightly_tz; empty = always open
@@ -42,6 +45,19 @@ class Settings:
     nightly_max_copy_gib: float | None = None
     nightly_min_gain: float = 0.05
     health_check_s: float = 60.0
+    # abuse limits (issue 12): "N/period" strings as flask-limiter reads them, or "off"
+    ratelimit_storage_url: str = "memory://"
+    ratelimit_auth_failures: str = "20/minute"  # failed authentications per client address
+    ratelimit_vm_creates: str = "60/minute"  # POST /v1/vms per principal
+    trusted_proxies: int = 0  # reverse proxies in front of the API whose X-Forwarded-For is believed
+    # the key(s) that encrypt secret driver options at rest (controlplane.core.secrets); never in repr()
+    data_key: str | None = field(default=None, repr=False)
+    data_key_file: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 < self.lease_s < self.broker_visibility_s:
+            raise ValueError(f"CONFLUENCIA_LEASE_S ({self.lease_s}) must be positive and shorter than "
+                             f"CONFLUENCIA_BROKER_VISIBILITY_S ({self.broker_visibility_s})")
 
     @property
     def uses_sqlite(self) -> bool:
@@ -70,6 +86,16 @@ class Settings:
             if e.get("CONFLUENCIA_NIGHTLY_MAX_COPY_GIB") else None,
             "nightly_min_gain": float(e.get("CONFLUENCIA_NIGHTLY_MIN_GAIN") or cls.nightly_min_gain),
             "health_check_s": float(e.get("CONFLUENCIA_HEALTH_CHECK_S") or cls.health_check_s),
+            "lease_s": float(e.get("CONFLUENCIA_LEASE_S") or cls.lease_s),
+            "strict_io": _bool(e.get("CONFLUENCIA_STRICT_IO"), False),
+            "plan_resume_s": float(e.get("CONFLUENCIA_PLAN_RESUME_S") or cls.plan_resume_s),
+            "broker_visibility_s": float(e.get("CONFLUENCIA_BROKER_VISIBILITY_S") or cls.broker_visibility_s),
+            "ratelimit_storage_url": e.get("CONFLUENCIA_RATELIMIT_STORAGE_URL") or cls.ratelimit_storage_url,
+            "ratelimit_auth_failures": e.get("CONFLUENCIA_RATELIMIT_AUTH_FAILURES") or cls.ratelimit_auth_failures,
+            "ratelimit_vm_creates": e.get("CONFLUENCIA_RATELIMIT_VM_CREATES") or cls.ratelimit_vm_creates,
+            "trusted_proxies": int(e.get("CONFLUENCIA_TRUSTED_PROXIES") or cls.trusted_proxies),
+            "data_key": e.get("CONFLUENCIA_DATA_KEY") or None,
+            "data_key_file": e.get("CONFLUENCIA_DATA_KEY_FILE") or None,
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

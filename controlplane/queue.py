@@ -29,8 +29,10 @@ PLAN_ADVANCE = "confluencia.plans.advance"
 PLAN_RESUME = "confluencia.plans.resume"
 NIGHTLY = "confluencia.plans.nightly"
 HOST_HEALTH = "confluencia.hosts.health"
+HOST_CHECK = "confluencia.hosts.check"
 RECONCILE = "confluencia.reconcile"
 REQUEUE_STALE = "confluencia.ops.requeue_stale"
+AUDIT_SEAL = "confluencia.audit.seal"
 
 _bound: dict[str, Flask] = {}
 
@@ -49,7 +51,6 @@ celery_app.conf.update(
     accept_content=["json"],
     task_ignore_result=True,
     broker_connection_retry_on_startup=True,
-    broker_transport_options={"visibility_timeout": 3600},
     timezone="UTC",
 )
 
@@ -78,6 +79,8 @@ def bind_app(app: Flask) -> None:
     celery_app.conf.broker_url = settings.broker_url
     if settings.broker_url.startswith("memory"):  # in-process queue: poll it often, it costs nothing
         celery_app.conf.broker_transport_options = {"polling_interval": 0.05}
+    else:  # a task reserved by a worker that died comes back after this (our sweep re-sends sooner)
+        celery_app.conf.broker_transport_options = {"visibility_timeout": settings.broker_visibility_s}
     celery_app.conf.task_always_eager = False
     celery_app.conf.timezone = settings.nightly_tz  # crontab entries are local time of the province
     celery_app.conf.beat_schedule = beat_schedule(settings)
@@ -111,8 +114,9 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "nightly-optimize": {"task": NIGHTLY,
                              "schedule": crontab(minute=minute, hour=hour, day_of_month=day_of_month,
                                                  month_of_year=month_of_year, day_of_week=day_of_week)},
-        "resume-plans": {"task": PLAN_RESUME, "schedule": 60.0},
-        "requeue-stale-operations": {"task": REQUEUE_STALE, "schedule": 60.0},
+        "resume-plans": {"task": PLAN_RESUME, "schedule": settings.plan_resume_s},
+        "requeue-stale-operations": {"task": REQUEUE_STALE, "schedule": settings.lease_s / 2},
         "host-health": {"task": HOST_HEALTH, "schedule": settings.health_check_s},
         "reconcile": {"task": RECONCILE, "schedule": 600.0},
+        "audit-seal": {"task": AUDIT_SEAL, "schedule": 2.0},
     }

@@ -201,6 +201,7 @@ FILTERS: tuple[Filter, ...] = (
     Filter("maintenance", Reason.HOST_MAINTENANCE, _host_state("maintenance")),
     Filter("disabled", Reason.HOST_DISABLED, _host_state("disabled")),
     Filter("down", Reason.HOST_DOWN, _host_state("down")),
+    Filter("pending", Reason.HOST_PENDING, _host_state("pending")),
     Filter("exclude_hosts", Reason.EXCLUDED_BY_REQUEST, _excluded_by_request),
     Filter("rebalance_targets", Reason.EXCLUDED_FROM_REBALANCE, _rebalance_targets),
     # 2. tenant allow-list, zones, labels (static, cached per snapshot)

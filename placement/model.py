@@ -17,7 +17,7 @@ from placement.compiled import Compiled, objective_of
 from placement.errors import PlacementInputError
 
 DEFAULT_RESOURCES: tuple[str, ...] = ("vcpu", "ram_mib", "disk_gib")
-HOST_STATES: frozenset[str] = frozenset({"enabled", "maintenance", "disabled", "down"})
+HOST_STATES: frozenset[str] = frozenset({"enabled", "maintenance", "disabled", "down", "pending"})
 #: Only hosts in this state receive VMs and count in the balancing objective.
 SCHEDULABLE_STATE = "enabled"
 

@@ -24,6 +24,7 @@ class Reason(enum.StrEnum):
     HOST_MAINTENANCE = "in maintenance"
     HOST_DISABLED = "disabled"
     HOST_DOWN = "down"
+    HOST_PENDING = "not checked yet"
     # what the caller asked
     EXCLUDED_BY_REQUEST = "excluded by request"
     EXCLUDED_FROM_REBALANCE = "excluded from rebalance"
@@ -52,6 +53,7 @@ _SPANISH: dict[Reason, str] = {
     Reason.HOST_MAINTENANCE: "en mantenimiento",
     Reason.HOST_DISABLED: "deshabilitado",
     Reason.HOST_DOWN: "fuera de servicio",
+    Reason.HOST_PENDING: "todavía sin verificar",
     Reason.EXCLUDED_BY_REQUEST: "excluido por la solicitud",
     Reason.EXCLUDED_FROM_REBALANCE: "excluido del rebalanceo",
     Reason.TENANT_NOT_ALLOWED: "reservado para otros municipios",

@@ -2,19 +2,27 @@
 
 A worker loads the operation and its VM under row locks (:func:`load_op`), takes the lease
 (:func:`start_op`), does the hypervisor I/O outside any transaction, and settles the operation
-(:func:`finish_op`). A duplicate delivery finds the lease held and waits (:class:`Busy`); a redelivery
-after the worker died (same task id) takes it over at once; a finished operation raises :class:`Finished`.
+(:func:`finish_op`). Leases are short (``CONFLUENCIA_LEASE_S``, default 60 s) and renewed by a heartbeat
+thread (:func:`heartbeat`) while the worker lives, so only a dead worker's lease expires. A duplicate
+delivery finds the lease held and waits (:class:`Busy`); a task that will be retried gives its lease back
+first (:func:`give_back`); so a delivery that finds the operation RUNNING under an expired lease knows the
+previous worker died in the middle (:func:`start_op` says so: a migration is then resolved by asking both
+hypervisors instead of being repeated). A finished operation raises :class:`Finished`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, timedelta
 
-from sqlalchemy import select
+from flask import current_app
+from sqlalchemy import select, update
 
 from controlplane import context
+from controlplane.config import settings
 from controlplane.context import SYSTEM
 from controlplane.core.audit import audited
 from controlplane.core.tx import transaction
@@ -23,7 +31,6 @@ from controlplane.models import VM, Operation, OpStatus
 from controlplane.models.base import utcnow
 
 log = logging.getLogger("confluencia.leases")
-LEASE = timedelta(minutes=15)
 
 
 class Finished(Exception):
@@ -47,24 +54,74 @@ def load_op(op_id: str) -> tuple[Operation, VM]:
     return op, vm
 
 
-def start_op(op: Operation) -> None:
-    """Take the operation's lease for this delivery, or raise :class:`Busy` while another one holds it."""
+def start_op(op: Operation) -> bool:
+    """Take the operation's lease for this delivery, or raise :class:`Busy` while another one holds it.
+
+    Returns True when this delivery takes over from a worker that died while running it (the operation
+    was RUNNING and its lease had expired)."""
     me, now = context.worker_id.get() or "inline", utcnow()
     expires = op.lease_expires_at
     if expires is not None and expires.tzinfo is None:
         expires = expires.replace(tzinfo=UTC)
     if op.worker_id not in (None, me) and expires is not None and expires > now:
         raise Busy(min((expires - now).total_seconds(), 10.0))
-    op.worker_id, op.lease_expires_at = me, now + LEASE
+    took_over = op.status == OpStatus.RUNNING and expires is not None and expires <= now
+    op.worker_id, op.lease_expires_at = me, now + timedelta(seconds=settings().lease_s)
     op.status = OpStatus.RUNNING.value
     op.attempts += 1
     op.started_at = op.started_at or utcnow()
+    return took_over
 
 
 def release(op: Operation) -> None:
     """Give the operation back: the next delivery (retry, new host, restarted worker) may take it."""
     op.status = OpStatus.PENDING.value
     op.worker_id = op.lease_expires_at = None
+
+
+def give_back(op_id: str) -> None:
+    """A task that will be retried lets go of its lease: the retry starts afresh, and a RUNNING operation
+    under an expired lease can only mean a worker that died."""
+    me = context.worker_id.get() or "inline"
+    with transaction():
+        db.session.execute(update(Operation).where(
+            Operation.id == op_id, Operation.worker_id == me, Operation.status == OpStatus.RUNNING.value)
+            .values(status=OpStatus.PENDING.value, worker_id=None, lease_expires_at=None))
+
+
+def renew(op_id: str, worker_id: str, lease_s: float) -> bool:
+    """Extend this worker's lease; False when the operation is no longer this worker's."""
+    with transaction():
+        result = db.session.execute(update(Operation).where(
+            Operation.id == op_id, Operation.worker_id == worker_id, Operation.status == OpStatus.RUNNING.value)
+            .values(lease_expires_at=utcnow() + timedelta(seconds=lease_s)))
+    return bool(getattr(result, "rowcount", 0))
+
+
+@contextmanager
+def heartbeat(op_id: str) -> Iterator[None]:
+    """Renew the lease of ``op_id`` every third of a lease while the block runs (a thread of its own, in
+    its own database session), so a worker that lives keeps its operation however long the hypervisor takes."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]  # the real app, for the thread
+    me, lease_s = context.worker_id.get() or "inline", settings().lease_s
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(lease_s / 3):
+            try:
+                with app.app_context():
+                    if not renew(op_id, me, lease_s):
+                        return
+            except Exception:  # the database is away for a moment: try again at the next beat
+                log.warning("could not renew the lease of operation %s", op_id, exc_info=True)
+
+    thread = threading.Thread(target=beat, name=f"lease-{op_id[:8]}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 def finish_op(op: Operation, ok: bool, error: str | None = None) -> None:

@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from controlplane.db import db
 from controlplane.errors import ValidationFailed, not_found
-from controlplane.models import UNFINISHED, Host, Operation
+from controlplane.models import ACTIVE_PLAN_STATES, UNFINISHED, Host, Operation, Plan
 
 
 def find_host(ref: str, *, lock: bool = False) -> Host | None:
@@ -37,6 +37,13 @@ def operation_in_progress(target_id: str) -> Operation | None:
     return db.session.execute(select(Operation).where(
         Operation.target_id == target_id, Operation.status.in_(UNFINISHED))
         .order_by(Operation.created_at)).scalars().first()
+
+
+def draining_host_ids() -> set[str]:
+    """Hosts an approved or running drain plan is emptying: they take no new VMs (as in maintenance)."""
+    ids = db.session.execute(select(Plan.host_id).where(
+        Plan.kind == "drain", Plan.status.in_(ACTIVE_PLAN_STATES), Plan.host_id.is_not(None))).scalars()
+    return {host_id for host_id in ids if host_id is not None}
 
 
 def anti_affinity_key(tenant_id: str, group: str | None) -> frozenset[str]:

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from controlplane import queue
 from controlplane.context import Principal, request_id
 from controlplane.core.tx import after_commit
 from controlplane.db import db
-from controlplane.models import VM, Operation, OpKind, OpStatus
-from controlplane.models.base import utcnow
+from controlplane.models import VM, Operation, OpKind, OpStatus, Plan
+from controlplane.models.base import new_id, utcnow
 
 
 def new_operation(kind: OpKind, actor: Principal, *, target_type: str, target_id: str,
@@ -40,14 +40,23 @@ def send_operation(name: str, op_id: str) -> None:
     queue.send(name, [op_id])
 
 
-def kick_plan(plan_id: str, countdown: float = 0.0) -> None:
-    """Schedule the next execution step of a plan (after commit when in a transaction)."""
-    after_commit(lambda: queue.send(queue.PLAN_ADVANCE, [plan_id], countdown))
+def kick_plan(plan: Plan) -> None:
+    """Start a new chain of execution steps for ``plan`` once the transaction commits. The plan gets a new
+    step token, so the chain that was running (if any) ends at its next step: one chain drives a plan."""
+    token = plan.step_token = new_id()
+    plan.next_step_at = utcnow()
+    plan_id = plan.id
+    after_commit(lambda: queue.send(queue.PLAN_ADVANCE, [plan_id, token]))
 
 
-def stale_operations(older_than_s: float) -> list[Operation]:
-    """Pending operations whose task was never delivered (e.g. the broker was down at commit time)."""
-    cutoff = utcnow() - timedelta(seconds=older_than_s)
+def due_for_resend(lease_s: float) -> list[Operation]:
+    """Operations whose task must be sent again, row-locked: running ones whose worker died (the lease
+    expired without a heartbeat), and pending ones sent more than a lease ago that no worker took (the broker
+    lost the message, or the worker that had reserved it died). Each is re-sent at most once per lease."""
+    now = utcnow()
+    cutoff = now - timedelta(seconds=lease_s)
+    dead = (Operation.status == OpStatus.RUNNING.value) & (Operation.lease_expires_at < now)
+    lost = (Operation.status == OpStatus.PENDING.value) & (
+        func.coalesce(Operation.sent_at, Operation.created_at) < cutoff)
     return list(db.session.execute(select(Operation).where(
-        Operation.status == OpStatus.PENDING.value, Operation.kind != OpKind.PLAN_EXECUTE.value,
-        Operation.updated_at < cutoff)).scalars())
+        Operation.kind != OpKind.PLAN_EXECUTE.value, dead | lost).with_for_update(skip_locked=True)).scalars())

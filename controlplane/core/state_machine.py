@@ -1,7 +1,8 @@
 """VM states and the one place where transitions are validated.
 
-PENDING -> BUILDING -> ACTIVE <-> STOPPED, ACTIVE -> MIGRATING -> ACTIVE, * -> DELETING -> DELETED,
-* -> ERROR (and a failed build may go back to PENDING on another host).
+PENDING -> BUILDING -> ACTIVE <-> STOPPED, ACTIVE -> MIGRATING -> ACTIVE, * -> DELETING -> DELETED
+(a build is cancelled by deleting it; only a migrating VM must wait), * -> ERROR (and a failed build may go
+back to PENDING on another host).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from controlplane.models import VM, VMState
 S = VMState
 TRANSITIONS: dict[VMState, frozenset[VMState]] = {
     S.PENDING: frozenset({S.BUILDING, S.DELETING, S.ERROR}),
-    S.BUILDING: frozenset({S.ACTIVE, S.PENDING, S.ERROR}),
+    S.BUILDING: frozenset({S.ACTIVE, S.PENDING, S.DELETING, S.ERROR}),
     S.ACTIVE: frozenset({S.STOPPED, S.MIGRATING, S.DELETING, S.ERROR}),
     S.STOPPED: frozenset({S.ACTIVE, S.MIGRATING, S.DELETING, S.ERROR}),
     S.MIGRATING: frozenset({S.ACTIVE, S.STOPPED, S.ERROR}),

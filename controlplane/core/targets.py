@@ -6,6 +6,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from controlplane.core import capacity
+from controlplane.core.lookups import draining_host_ids
 from controlplane.db import db
 from controlplane.errors import InsufficientCapacity, InvalidState, Msg
 from controlplane.models import VM, Host, HostState, VMState
@@ -16,9 +17,16 @@ def check_override(vm: VM, host: Host) -> None:
     if host.state != HostState.ENABLED:
         raise InvalidState(Msg(f"Host {host.name} is {host.state}; it takes no new VMs.",
                                f"El host {host.name} está en estado {host.state}; no recibe VMs nuevas."))
+    _refuse_draining(host)
     if not capacity.fits(host, capacity.host_allocation(host.id), vm.vcpus, vm.ram_mib, vm.disk_gib):
         raise InvalidState(Msg(f"Host {host.name} has no room for this VM.",
                                f"El host {host.name} no tiene lugar para esta VM."))
+
+
+def _refuse_draining(host: Host) -> None:
+    if host.id in draining_host_ids():
+        raise InvalidState(Msg(f"Host {host.name} is being drained; it takes no VMs.",
+                               f"El host {host.name} se está vaciando; no recibe VMs."))
 
 
 def check_target(vm: VM, target: Host, source: Host) -> None:
@@ -29,6 +37,7 @@ def check_target(vm: VM, target: Host, source: Host) -> None:
     if target.state != HostState.ENABLED:
         raise InvalidState(Msg(f"Host {target.name} is {target.state}; it takes no VMs.",
                                f"El host {target.name} está en estado {target.state}; no recibe VMs."))
+    _refuse_draining(target)
     if target.driver != source.driver:
         raise InvalidState(Msg(f"Cannot live-migrate between a {source.driver} and a {target.driver} host.",
                                f"No se puede migrar en vivo entre un host {source.driver} y uno {target.driver}."))

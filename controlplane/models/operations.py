@@ -5,11 +5,11 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from controlplane.db import db
-from controlplane.models.base import created_column, id_column, updated_column
+from controlplane.models.base import UTCDateTime, created_column, id_column, updated_column
 
 
 class OpStatus(enum.StrEnum):
@@ -53,8 +53,10 @@ class Operation(db.Model):  # type: ignore[name-defined]
     # the delivery (Celery task id) working on it, and until when: a duplicate delivery waits instead of
     # building the same VM twice; a redelivery after a worker died (same task id) takes over at once
     worker_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # when its task was last handed to the broker: the sweep re-sends a pending one at most once a lease
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_at: Mapped[datetime] = created_column()
     updated_at: Mapped[datetime] = updated_column()
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

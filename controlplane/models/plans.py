@@ -6,11 +6,11 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from controlplane.db import db
-from controlplane.models.base import created_column, id_column, updated_column
+from controlplane.models.base import UTCDateTime, created_column, id_column, updated_column
 
 
 class PlanStatus(enum.StrEnum):
@@ -57,14 +57,18 @@ class Plan(db.Model):  # type: ignore[name-defined]
     cancel_requested: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     operation_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    # exactly one chain of execution steps drives a plan: each step carries this token, and a step whose
+    # token is not the plan's any more ends its chain (approve, cancel and resume start a new one)
+    step_token: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    next_step_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_by: Mapped[str | None] = mapped_column(String(36), nullable=True)
     approved_by: Mapped[str | None] = mapped_column(String(36), nullable=True)
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
     created_at: Mapped[datetime] = created_column()
     updated_at: Mapped[datetime] = updated_column()
-    approved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
     __mapper_args__ = {"version_id_col": version}
 
@@ -87,8 +91,8 @@ class PlanMove(db.Model):  # type: ignore[name-defined]
     status: Mapped[str] = mapped_column(String(16), nullable=False, default=MoveStatus.PENDING.value)
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     operation_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
     plan: Mapped[Plan] = relationship(back_populates="moves")
 
@@ -100,4 +104,4 @@ class ExecutorLock(db.Model):  # type: ignore[name-defined]
 
     name: Mapped[str] = mapped_column(String(40), primary_key=True)
     holder: Mapped[str | None] = mapped_column(String(36), nullable=True)
-    acquired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    acquired_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

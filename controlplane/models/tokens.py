@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, String
+from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from controlplane.db import db
-from controlplane.models.base import created_column, id_column
+from controlplane.models.base import UTCDateTime, created_column, id_column
 from controlplane.models.users import User
 
 
@@ -21,8 +21,8 @@ class ApiToken(db.Model):  # type: ignore[name-defined]
     prefix: Mapped[str] = mapped_column(String(16), nullable=False)  # shown in lists to recognise a token
     token_hash: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)  # sha256 hex
     created_at: Mapped[datetime] = created_column()
-    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
     user: Mapped[User] = relationship()

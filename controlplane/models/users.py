@@ -5,11 +5,11 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, String
+from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from controlplane.db import db
-from controlplane.models.base import created_column, id_column
+from controlplane.models.base import UTCDateTime, created_column, id_column
 from controlplane.models.tenants import Tenant
 
 
@@ -28,6 +28,6 @@ class User(db.Model):  # type: ignore[name-defined]
     role: Mapped[str] = mapped_column(String(16), nullable=False)
     tenant_id: Mapped[str | None] = mapped_column(ForeignKey("tenants.id"), nullable=True, index=True)
     created_at: Mapped[datetime] = created_column()
-    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
     tenant: Mapped[Tenant | None] = relationship()

@@ -8,20 +8,29 @@ from sqlalchemy import select
 
 from agents import InvalidURI
 from agents.registry import forget, validate_host
+from controlplane import queue
 from controlplane.context import Principal
 from controlplane.core import capacity
 from controlplane.core.audit import audited, created
 from controlplane.core.authz import require_operator
+from controlplane.core.drivers import plain_options
 from controlplane.core.lookups import host_or_404
-from controlplane.core.tx import check_version, paginate, transaction
+from controlplane.core.secrets import seal_options
+from controlplane.core.tx import after_commit, check_version, paginate, transaction
 from controlplane.db import db
 from controlplane.errors import Conflict, Msg, ValidationFailed
-from controlplane.models import VM, Host, HostState, VMState
-from controlplane.services.plans.drains import start_drain_in_tx, stop_drains_in_tx
+from controlplane.models import VM, Host, HostState, Plan, PlanMove, VMState
+from controlplane.services.plans.drains import lock_drains_of, start_drain_in_tx, stop_drains_in_tx
 
 DEFAULTS: dict[str, Any] = {"reserved_vcpus": 0, "reserved_ram_mib": 0, "reserved_disk_gib": 0, "cpu_ratio": 4.0,
                             "ram_ratio": 1.0, "disk_ratio": 1.0, "state": HostState.ENABLED.value}
 HOST_STATES = [s.value for s in HostState]
+PENDING_REASON = "waiting for the first health check"
+
+
+def request_check(host_id: str) -> None:
+    """Send the health check of one host once the transaction commits."""
+    after_commit(lambda: queue.send(queue.HOST_CHECK, [host_id]))
 
 
 def _check_uri(driver: str, uri: str, options: dict[str, str] | None) -> None:
@@ -40,19 +49,28 @@ def _check_reserved(h: Host) -> None:
         raise ValidationFailed("Reserved resources must leave something to schedule.", errors=errors)
 
 
-def create_host(actor: Principal, data: dict[str, Any]) -> Host:
+def create_host(actor: Principal, data: dict[str, Any], *, verify: bool = True) -> Host:
+    """Register a host. With ``verify`` (the API) a host that is to take VMs starts ``pending`` and a health
+    check is sent at once: it becomes ``enabled`` when its hypervisor answers (no VM is placed on a host
+    nobody has reached). ``verify=False`` trusts the caller (the demo's seed, test fixtures)."""
     require_operator(actor)
     data = dict(data)
     if "options" in data:
         data["driver_options"] = data.pop("options")
     _check_uri(data["driver"], data["uri"], data.get("driver_options"))
+    if data.get("driver_options"):
+        data["driver_options"] = seal_options(data["driver_options"])  # secret values encrypted at rest
     with transaction():
         if db.session.execute(select(Host.id).where(Host.name == data["name"])).first():
             raise ValidationFailed(f"host name {data['name']!r} is taken", errors={"name": ["Already taken."]})
         host = Host(**{**DEFAULTS, **data})
         _check_reserved(host)
+        if verify and host.state == HostState.ENABLED:
+            host.state, host.state_reason = HostState.PENDING.value, PENDING_REASON
         db.session.add(host)
         created(actor, "host.create", host)
+        if host.state == HostState.PENDING:
+            request_check(host.id)
     return host
 
 
@@ -65,15 +83,21 @@ def update_host(actor: Principal, host_ref: str, changes: dict[str, Any], if_mat
     """Change a host; entering maintenance drains it (one plan, executed at once), leaving stops the drain."""
     require_operator(actor)
     with transaction():
+        # lock order as the plan executor's: the host's drain plans first, then the host row (leaving
+        # maintenance cancels them; the other order deadlocked with a drain step)
+        lock_drains_of(host_or_404(host_ref).id)
         host = host_or_404(host_ref, lock=True)
         check_version(host.version, if_match)
         changes = dict(changes)
         if "options" in changes:
             changes["driver_options"] = changes.pop("options")
-        if {"uri", "driver", "driver_options"} & set(changes):
+        reconnect = bool({"uri", "driver", "driver_options"} & set(changes))
+        if reconnect:
             _check_uri(changes.get("driver", host.driver), changes.get("uri", host.uri),
-                       changes.get("driver_options", host.driver_options))
+                       changes["driver_options"] if "driver_options" in changes else plain_options(host))
             forget(host.driver, host.uri)
+        if changes.get("driver_options"):
+            changes["driver_options"] = seal_options(changes["driver_options"])  # secret values encrypted
         old_state = host.state
         new_state = changes.get("state", old_state)
         action = f"host.state.{new_state}" if new_state != old_state else "host.update"
@@ -81,6 +105,10 @@ def update_host(actor: Principal, host_ref: str, changes: dict[str, Any], if_mat
             for key, value in changes.items():
                 setattr(host, key, value)
             _check_reserved(host)
+            if reconnect and host.state in (HostState.ENABLED, HostState.DOWN):  # reached another way now
+                host.state, host.state_reason = HostState.PENDING.value, PENDING_REASON
+        if host.state == HostState.PENDING:
+            request_check(host.id)
         if host.state == HostState.MAINTENANCE and old_state != HostState.MAINTENANCE:
             start_drain_in_tx(actor, host)
         elif old_state == HostState.MAINTENANCE and host.state != HostState.MAINTENANCE:
@@ -105,15 +133,20 @@ def delete_host(actor: Principal, host_ref: str, if_match: int | None) -> None:
         used = db.session.execute(select(VM.id).where(
             (VM.host_id == host.id) | (VM.migration_target_id == host.id) | VM.failed_hosts.contains(host.id))
         ).first()
+        if used is None:  # a drained host, or a migration's source or target: its plans keep naming it
+            used = (db.session.execute(select(Plan.id).where(Plan.host_id == host.id)).first()
+                    or db.session.execute(select(PlanMove.id).where(
+                        (PlanMove.source_host_id == host.id) | (PlanMove.target_host_id == host.id))).first())
         if used is not None:
             live = db.session.execute(select(VM.id).where(VM.host_id == host.id,
                                                           VM.state != VMState.DELETED.value)).first()
             if live is not None:
                 raise Conflict(Msg(f"Host {host.name} still has VMs; drain it first.",
                                    f"El host {host.name} todavía tiene VMs; vacíelo primero."))
-            raise Conflict(Msg(f"Host {host.name} appears in VM history; disable it instead of deleting.",
-                               f"El host {host.name} figura en el historial de VMs; deshabilítelo en lugar "
-                               "de eliminarlo."))
+            raise Conflict(Msg(f"Host {host.name} appears in the history of VMs or plans; disable it instead of "
+                               "deleting it.",
+                               f"El host {host.name} figura en el historial de VMs o de planes; deshabilítelo en "
+                               "lugar de eliminarlo."))
         with audited(actor, "host.delete", host) as change:
             change.removed = True
             db.session.delete(host)

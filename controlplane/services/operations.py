@@ -6,11 +6,12 @@ from sqlalchemy import select
 
 from controlplane.config import settings
 from controlplane.context import Principal
-from controlplane.core.outbox import send_operation, stale_operations
-from controlplane.core.tx import paginate
+from controlplane.core.outbox import due_for_resend, send_operation
+from controlplane.core.tx import paginate, transaction
 from controlplane.db import db
 from controlplane.errors import not_found
 from controlplane.models import Operation
+from controlplane.models.base import utcnow
 from controlplane.queue import task_for
 
 
@@ -36,9 +37,14 @@ def list_operations(actor: Principal, *, status: str | None = None, target_id: s
 
 
 def requeue_stale() -> int:
-    """Re-send operations whose task never reached a worker (the operations table is the outbox)."""
-    ops = [(op.kind, op.id) for op in stale_operations(settings().operation_stale_s)]
-    db.session.rollback()
-    for kind, op_id in ops:
+    """Re-send the tasks of operations that no live worker holds (the operations table is the outbox):
+    a dead worker's running operations, and pending ones whose message was lost. Runs every half lease."""
+    with transaction():
+        ops = due_for_resend(settings().lease_s)
+        now = utcnow()
+        for op in ops:
+            op.sent_at = now
+        sends = [(op.kind, op.id) for op in ops]
+    for kind, op_id in sends:
         send_operation(task_for(kind), op_id)
-    return len(ops)
+    return len(sends)

@@ -19,6 +19,7 @@ from controlplane import queue
 from controlplane.db import db
 from controlplane.models import UNFINISHED, Operation, OpKind
 from controlplane.queue import celery_app
+from controlplane.services.plans import execute
 
 log = logging.getLogger("confluencia.worker")
 
@@ -39,13 +40,13 @@ class EmbeddedWorker:
                     Operation.status.in_(UNFINISHED))).scalars())
                 for op in unfinished:  # their worker died with the previous process: free their leases
                     op.worker_id = op.lease_expires_at = None
-                sends = [(queue.PLAN_ADVANCE, op.target_id) if op.kind == OpKind.PLAN_EXECUTE
-                         else (queue.task_for(op.kind), op.id) for op in unfinished]
+                sends = [(queue.task_for(op.kind), op.id) for op in unfinished if op.kind != OpKind.PLAN_EXECUTE]
                 db.session.commit()
+                plans = execute.resume_overdue(every=True)  # their chains died with the previous process
             for name, ident in sends:
                 queue.send(name, [ident])
-            if sends:
-                log.info("re-sent %d unfinished operations", len(sends))
+            if sends or plans:
+                log.info("re-sent %d unfinished operations, resumed %d plans", len(sends), len(plans))
         return self
 
     def stop(self) -> None:

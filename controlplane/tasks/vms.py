@@ -1,8 +1,10 @@
 """Celery tasks of VM operations: ``confluencia.<kind>`` runs the worker half of that use case.
 
-The runner gives every task the same behaviour: the operation's lease (a duplicate delivery waits),
-transient driver errors retried with backoff, the use case's ``give_up`` once retries are exhausted,
-and any unexpected error recorded on the operation so nothing stays "running" forever.
+The runner gives every task the same behaviour: the operation's lease, renewed by a heartbeat while the
+work runs (a duplicate delivery waits); transient driver errors retried by Celery (``autoretry_for`` with
+exponential backoff and jitter) after giving the lease back; a host that does not answer marked ``down``
+at once; the use case's ``give_up`` once the retries are spent; and any unexpected error recorded on the
+operation, so nothing stays "running" forever.
 """
 
 from __future__ import annotations
@@ -12,39 +14,42 @@ from typing import Any
 
 from celery.exceptions import Retry
 
-from agents import DriverError
+from agents import ConnectionFailed, DriverError
 from controlplane import context
 from controlplane.core import leases
+from controlplane.core.reachability import mark_unreachable
 from controlplane.models import OpKind
 from controlplane.queue import task, task_for
 from controlplane.services.vms import create, delete, migrate, power
 
 MAX_RETRIES = 3
-BUSY_RETRIES = 200  # a lease lasts at most 15 minutes; a retry comes at most every 10 s
+BUSY_RETRIES = 200  # a duplicate delivery looks again at most every 10 s while the lease is held
+RETRY = {"autoretry_for": (DriverError,), "retry_backoff": 2, "retry_backoff_max": 30, "retry_jitter": True,
+         "max_retries": MAX_RETRIES}
 
 Work = Callable[[str], None]
 GiveUp = Callable[[str, str], None]
 
 
-def _backoff(retries: int) -> float:
-    return float(min(2 ** retries, 30))
-
-
-def run(task: Any, op_id: str, work: Work, give_up: GiveUp) -> None:
-    tokens = (context.worker_id.set(task.request.id), context.operation_id.set(op_id),
-              context.request_id.set(leases.request_id_of(op_id) or f"task:{task.request.id}"))
+def run(task_: Any, op_id: str, work: Work, give_up: GiveUp) -> None:
+    tokens = (context.worker_id.set(task_.request.id), context.operation_id.set(op_id),
+              context.request_id.set(leases.request_id_of(op_id) or f"task:{task_.request.id}"))
     try:
-        work(op_id)
+        with leases.heartbeat(op_id):
+            work(op_id)
     except leases.Finished:
         return  # another delivery finished it first
     except leases.Busy as busy:  # a duplicate delivery: wait for the one holding the lease
-        raise task.retry(countdown=busy.retry_in, max_retries=BUSY_RETRIES) from busy
+        raise task_.retry(countdown=busy.retry_in, max_retries=BUSY_RETRIES) from busy
     except DriverError as exc:
-        if not exc.transient:
+        if isinstance(exc, ConnectionFailed):
+            mark_unreachable(exc.host, exc.message)
+        if not exc.transient:  # the use case did not expect it: record it (retrying cannot help)
             leases.fail_unexpected(op_id, exc)
-            raise
-        if task.request.retries < MAX_RETRIES:
-            raise task.retry(exc=exc, countdown=_backoff(task.request.retries)) from exc
+            return
+        if task_.request.retries < MAX_RETRIES:
+            leases.give_back(op_id)
+            raise  # autoretry_for: Celery sends the retry with exponential backoff
         give_up(op_id, f"{type(exc).__name__}: {exc.message} (after {MAX_RETRIES} retries)")
     except Retry:
         raise
@@ -57,26 +62,26 @@ def run(task: Any, op_id: str, work: Work, give_up: GiveUp) -> None:
         context.worker_id.reset(tokens[0])
 
 
-@task(task_for(OpKind.VM_CREATE), bind=True, max_retries=MAX_RETRIES)
+@task(task_for(OpKind.VM_CREATE), bind=True, **RETRY)
 def vm_create(self: Any, op_id: str) -> None:
     run(self, op_id, create.run_create, create.give_up)
 
 
-@task(task_for(OpKind.VM_DELETE), bind=True, max_retries=MAX_RETRIES)
+@task(task_for(OpKind.VM_DELETE), bind=True, **RETRY)
 def vm_delete(self: Any, op_id: str) -> None:
     run(self, op_id, delete.run_delete, delete.give_up)
 
 
-@task(task_for(OpKind.VM_START), bind=True, max_retries=MAX_RETRIES)
+@task(task_for(OpKind.VM_START), bind=True, **RETRY)
 def vm_start(self: Any, op_id: str) -> None:
     run(self, op_id, lambda op: power.run_power(op, "start"), lambda op, why: power.give_up(op, why, "start"))
 
 
-@task(task_for(OpKind.VM_STOP), bind=True, max_retries=MAX_RETRIES)
+@task(task_for(OpKind.VM_STOP), bind=True, **RETRY)
 def vm_stop(self: Any, op_id: str) -> None:
     run(self, op_id, lambda op: power.run_power(op, "stop"), lambda op, why: power.give_up(op, why, "stop"))
 
 
-@task(task_for(OpKind.VM_MIGRATE), bind=True, max_retries=MAX_RETRIES)
+@task(task_for(OpKind.VM_MIGRATE), bind=True, **RETRY)
 def vm_migrate(self: Any, op_id: str) -> None:
     run(self, op_id, migrate.run_migrate, migrate.settle_failed_migration)

@@ -12,9 +12,11 @@ import pytest
 from click.testing import CliRunner, Result
 from werkzeug.serving import make_server
 
-from agents.simulated import DATACENTER
+from agents.simulated import open_datacenter
 from api.cli import main
 from tests.conftest import World, wait_for
+
+DATACENTER = open_datacenter()  # the test session's store (tests/conftest.py sets CONFLUENCIA_SIM_STATE)
 
 
 @pytest.fixture(scope="module")
@@ -174,14 +176,14 @@ def test_wait_exits_3_when_the_plan_fails(world: World, cli: Cli) -> None:
 def test_cancel_wait_exits_3_after_the_moves_in_flight(world: World, cli: Cli) -> None:
     skew(world, 8, "hv1")
     plan = cli.json("plans", "create", "--max-moves", "6")
-    DATACENTER.delay_scale = 1.0  # migrations take about a second each: time to cancel
+    DATACENTER.set_delay_scale(1.0)  # migrations take about a second each: time to cancel
     try:
         assert cli.json("plans", "approve", plan["id"])["status"] == "approved"
         wait_for(lambda: world.operator.get(f"/v1/plans/{plan['id']}").get_json()["progress"]["running"] > 0,
                  what="a move in flight")
         r = cli("plans", "cancel", plan["id"], "--wait")
     finally:
-        DATACENTER.delay_scale = 0.0
+        DATACENTER.set_delay_scale(0.0)
     assert r.exit_code == 3, (r.output, r.exception)
     assert "status / estado: cancelled" in r.stdout and "Plan cancelled" in r.stderr
     statuses = [m["status"] for m in world.operator.get(f"/v1/plans/{plan['id']}").get_json()["moves"]]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from agents.simulated import DATACENTER
+from agents.simulated import open_datacenter
 from tests.api.test_errors_common import assert_problem
 from tests.conftest import World, wait_for
+
+DATACENTER = open_datacenter()  # the test session's store (tests/conftest.py sets CONFLUENCIA_SIM_STATE)
 
 
 def _make(world: World, n: int) -> list[str]:
@@ -63,14 +65,14 @@ def test_state_and_name_filters(world: World) -> None:
 
 def test_building_state_filter(world: World) -> None:
     a = world.admin_a
-    DATACENTER.delay_scale = 2.0  # a create takes 1 s
+    DATACENTER.set_delay_scale(2.0)  # a create takes 1 s
     try:
         r = a.post("/v1/vms", json={"name": "slow", "flavor": "small"})
         vm_id = r.get_json()["vm"]["id"]
         wait_for(lambda: a.get("/v1/vms?state=BUILDING").get_json()["total"] == 1, timeout=5)
         assert a.get("/v1/vms?state=ACTIVE").get_json()["total"] == 0
     finally:
-        DATACENTER.delay_scale = 0.0
+        DATACENTER.set_delay_scale(0.0)
     a.wait_op(r.get_json()["operation_id"])
     assert [v["id"] for v in a.get("/v1/vms?state=ACTIVE").get_json()["items"]] == [vm_id]
 

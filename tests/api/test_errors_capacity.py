@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from agents.simulated import DATACENTER
+from agents.simulated import open_datacenter
 from tests.api.test_errors_common import assert_problem, db_state, sim_domains
 from tests.conftest import Caller, World, wait_for
+
+DATACENTER = open_datacenter()  # the test session's store (tests/conftest.py sets CONFLUENCIA_SIM_STATE)
 
 
 def _vm(c: Caller, name: str, **size: Any) -> dict[str, Any]:
@@ -94,30 +96,45 @@ def test_operator_host_override_without_room_is_refused(world: World, app: Any) 
     assert db_state(app) == before
 
 
-def test_delete_of_a_building_vm_is_409_and_changes_nothing(world: World, app: Any) -> None:
+def test_deleting_a_building_vm_cancels_the_build(world: World, app: Any) -> None:
+    """Issue 12: a VM still being built can be deleted; the build steps aside and leaves nothing behind."""
     a = world.admin_a
-    DATACENTER.delay_scale = 4.0  # a create takes 2 s: long enough to act while the VM is BUILDING
+    quota_before = a.get("/v1/quota").get_json()
+    DATACENTER.set_delay_scale(4.0)  # a create takes 2 s: long enough to act while the VM is BUILDING
     try:
         r = a.post("/v1/vms", json={"name": "slow", "flavor": "small"})
         assert r.status_code == 202
         vm_id, op_id = r.get_json()["vm"]["id"], r.get_json()["operation_id"]
         wait_for(lambda: a.get(f"/v1/vms/{vm_id}").get_json()["state"] == "BUILDING", timeout=5)
-        before = db_state(app)
-        body = assert_problem(a.delete(f"/v1/vms/{vm_id}"), 409, "invalid-state")
-        assert body["operation_id"] == op_id and "slow" in body["detail"] and "vm.create" in body["detail"]
-        vm_row = next(v for v in db_state(app)["vms"] if v["id"] == vm_id)
-        assert vm_row["state"] == "BUILDING", "the VM left BUILDING during the check: raise delay_scale"
-        assert db_state(app) == before
+        d = a.delete(f"/v1/vms/{vm_id}")
+        assert d.status_code == 202 and d.get_json()["kind"] == "vm.delete", d.get_json()
+        assert a.get(f"/v1/vms/{vm_id}").get_json()["state"] == "DELETING"
     finally:
-        DATACENTER.delay_scale = 0.0
-    assert a.wait_op(op_id)["status"] == "succeeded"
-    assert a.get(f"/v1/vms/{vm_id}").get_json()["state"] == "ACTIVE"
-    kinds = [o["kind"] for o in a.get(f"/v1/operations?target_id={vm_id}").get_json()["items"]]
-    assert kinds == ["vm.create"]
+        DATACENTER.set_delay_scale(0.0)
+    assert a.wait_op(d.get_json()["id"])["status"] == "succeeded"
+    create = a.wait_op(op_id)
+    assert create["status"] == "failed" and "cancelled" in create["error"], create
+    assert a.get(f"/v1/vms/{vm_id}").get_json()["state"] == "DELETED"
+    assert all(vm_id not in names for names in sim_domains().values())  # the build left nothing
+    assert a.get("/v1/quota").get_json() == quota_before
     actions = [e["action"] for e in reversed(a.get(f"/v1/audit?target_id={vm_id}").get_json()["items"])]
-    assert actions == ["vm.create", "vm.build.succeeded"]
-    # once it is ACTIVE the delete goes through
-    assert a.wait_op(a.delete(f"/v1/vms/{vm_id}").get_json()["id"])["status"] == "succeeded"
+    assert actions == ["vm.create", "vm.delete", "vm.delete.succeeded"]
+
+
+def test_deleting_a_migrating_vm_is_409_and_changes_nothing(world: World, app: Any) -> None:
+    a = world.admin_a
+    vm = _vm(a, "moving")
+    from controlplane.db import db
+    from controlplane.models import VM
+
+    with app.app_context():
+        row = db.session.get(VM, vm["id"])
+        row.state = "MIGRATING"
+        db.session.commit()
+    before = db_state(app)
+    body = assert_problem(a.delete(f"/v1/vms/{vm['id']}"), 409, "invalid-state")
+    assert "moving" in body["detail"] and body["state"] == "MIGRATING"
+    assert db_state(app) == before
 
 
 def test_driver_failure_during_create_releases_claim_and_returns_quota(world: World, app: Any) -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from agents import open_driver
-from agents.simulated import DATACENTER
+from agents.simulated import open_datacenter
 from tests.conftest import World, wait_for
+
+DATACENTER = open_datacenter()  # the test session's store (tests/conftest.py sets CONFLUENCIA_SIM_STATE)
 
 
 def skew(world: World, count: int = 8, host: str = "hv1", flavor: str = "medium", **extra: Any) -> list[str]:
@@ -129,7 +131,7 @@ def test_failed_move_policy_stop_versus_continue(world: World) -> None:
 
 def test_cancel_stops_after_the_migrations_in_flight(world: World) -> None:
     skew(world, 8)
-    DATACENTER.delay_scale = 1.0  # migrations take about a second each: time to cancel
+    DATACENTER.set_delay_scale(1.0)  # migrations take about a second each: time to cancel
     plan = world.operator.post("/v1/plans", json={"kind": "rebalance", "budget": {"max_moves": 6}}).get_json()
     assert len({m["wave"] for m in plan["moves"]}) > 1
     world.operator.post(f"/v1/plans/{plan['id']}/approve")
@@ -142,7 +144,7 @@ def test_cancel_stops_after_the_migrations_in_flight(world: World) -> None:
     statuses = [m["status"] for m in done["moves"]]
     assert "cancelled" in statuses and "running" not in statuses and "pending" not in statuses
     assert world.operator.get("/v1/vms?state=MIGRATING").get_json()["total"] == 0
-    DATACENTER.delay_scale = 0.0
+    DATACENTER.set_delay_scale(0.0)
     assert_db_matches_hypervisors(world)
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from agents.simulated import DATACENTER
+from agents.simulated import open_datacenter
 from tests.conftest import World, wait_for
+
+DATACENTER = open_datacenter()  # the test session's store (tests/conftest.py sets CONFLUENCIA_SIM_STATE)
 
 
 def _domains(host: str) -> dict[str, str]:

@@ -38,7 +38,14 @@ def stop_drains_in_tx(actor: Principal, host: Host) -> None:
         with audited(actor, "plan.cancel", plan):
             plan.cancel_requested = True
             plan.reason = "host left maintenance"
-        kick_plan(plan.id)
+        kick_plan(plan)
+
+
+def lock_drains_of(host_id: str) -> list[Plan]:
+    """Row-lock the approved or running drain plans of a host (before the host row: the executor's order)."""
+    return list(db.session.execute(select(Plan).where(
+        Plan.kind == "drain", Plan.host_id == host_id, Plan.status.in_(ACTIVE_PLAN_STATES))
+        .order_by(Plan.id).with_for_update()).scalars())
 
 
 def _drains_of(host: Host) -> ScalarResult[Plan]:

@@ -11,20 +11,22 @@ does the same after a failed move. The decisions themselves are in :mod:`.rules`
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import select, true, update
 
 from controlplane.context import SYSTEM, Principal
 from controlplane.core import cluster, window
 from controlplane.core.audit import audited
 from controlplane.core.lookups import operation_in_progress
-from controlplane.core.outbox import enqueue, vm_operation
+from controlplane.core.outbox import enqueue, kick_plan, vm_operation
 from controlplane.core.state_machine import transition
 from controlplane.core.targets import check_target
 from controlplane.core.tx import transaction
 from controlplane.db import db
 from controlplane.errors import ProblemError
 from controlplane.models import (
+    ACTIVE_PLAN_STATES,
     FINISHED_PLAN_STATES,
     VM,
     ExecutorLock,
@@ -44,27 +46,54 @@ from controlplane.services.plans import rules
 
 log = logging.getLogger("confluencia.executor")
 LOCK = "plan-executor"
+RESUME_GRACE_S = 30.0  # a chain later than this is considered lost
 
 
-def advance(plan_id: str) -> float | None:
-    """Do what can be done now; seconds until the next step, or None when the plan is over."""
+def advance(plan_id: str, token: str | None = None) -> float | None:
+    """Do what can be done now; seconds until the next step, or None when the plan is over.
+
+    ``token`` is the step token of the chain calling it: a chain whose token is not the plan's any more
+    was superseded (by approve, cancel or resume) and ends here. None (a direct call) skips the check."""
     with transaction():
-        plan = db.session.execute(select(Plan).where(Plan.id == plan_id).with_for_update()).scalar_one()
-        if plan.status in FINISHED_PLAN_STATES or plan.status == PlanStatus.DRAFT:
+        plan = db.session.execute(select(Plan).where(Plan.id == plan_id).with_for_update()).scalar_one_or_none()
+        if plan is None or (token is not None and token != plan.step_token):
             return None
-        if plan.status == PlanStatus.APPROVED:
-            nightly = plan.origin == "nightly"
-            admission = rules.admit(plan.cancel_requested, nightly, not nightly or window.is_open())
-            if admission == rules.Admission.CANCEL:
-                _finish(plan, PlanStatus.CANCELLED, "cancelled before it started")
-                return None
-            if admission == rules.Admission.WAIT_WINDOW:
-                return rules.WINDOW_WAIT_S
-            if not _acquire(plan.id):
-                return rules.LOCK_WAIT_S
-            plan.status, plan.started_at = PlanStatus.RUNNING.value, utcnow()
-            _op(plan, OpStatus.RUNNING)
-        return _step(plan)
+        delay = _advance(plan)
+        plan.next_step_at = None if delay is None else utcnow() + timedelta(seconds=delay)
+        return delay
+
+
+def resume_overdue(grace_s: float = RESUME_GRACE_S, *, every: bool = False) -> list[str]:
+    """Approved or running plans whose chain of steps is overdue by more than ``grace_s`` (its message was
+    lost, its worker died): a new chain starts for each. Plans whose chain is alive are left alone, unless
+    ``every`` (the process that ran every chain restarted)."""
+    due = utcnow() - timedelta(seconds=grace_s)
+    overdue = Plan.next_step_at.is_(None) | (Plan.next_step_at < due)
+    with transaction():
+        plans = list(db.session.execute(select(Plan).where(
+            Plan.status.in_(ACTIVE_PLAN_STATES), true() if every else overdue).with_for_update(
+            skip_locked=True)).scalars())
+        for plan in plans:
+            kick_plan(plan)
+        return [p.id for p in plans]
+
+
+def _advance(plan: Plan) -> float | None:
+    if plan.status in FINISHED_PLAN_STATES or plan.status == PlanStatus.DRAFT:
+        return None
+    if plan.status == PlanStatus.APPROVED:
+        nightly = plan.origin == "nightly"
+        admission = rules.admit(plan.cancel_requested, nightly, not nightly or window.is_open())
+        if admission == rules.Admission.CANCEL:
+            _finish(plan, PlanStatus.CANCELLED, "cancelled before it started")
+            return None
+        if admission == rules.Admission.WAIT_WINDOW:
+            return rules.WINDOW_WAIT_S
+        if not _acquire(plan.id):
+            return rules.LOCK_WAIT_S
+        plan.status, plan.started_at = PlanStatus.RUNNING.value, utcnow()
+        _op(plan, OpStatus.RUNNING)
+    return _step(plan)
 
 
 def _step(plan: Plan) -> float | None:

@@ -127,7 +127,7 @@ def approve_in_tx(actor: Principal, plan: Plan) -> None:
     with audited(actor, "plan.approve", plan, operation=op):
         plan.status, plan.approved_by, plan.approved_at = PlanStatus.APPROVED.value, actor.user_id, utcnow()
         plan.operation_id = op.id
-    kick_plan(plan.id)
+    kick_plan(plan)
 
 
 def discard(actor: Principal, plan_id: str) -> Plan:
@@ -151,14 +151,17 @@ def cancel(actor: Principal, plan_id: str) -> Plan:
                                    f"{plan.status}."))
         with audited(actor, "plan.cancel", plan):
             plan.cancel_requested = True
-        kick_plan(plan.id)
+        kick_plan(plan)
     return plan
 
 
 def progress(plan: Plan) -> dict[str, Any]:
+    """Moves per status; ``done`` counts the moves that ran or were skipped (a cancelled plan of 7 moves
+    of which 2 ran reads 2/7, with 5 cancelled), ``percent`` how much of the plan is settled."""
     counts = {s.value: 0 for s in MoveStatus}
     for m in plan.moves:
         counts[m.status] += 1
     total = len(plan.moves)
-    done = total - counts["pending"] - counts["running"]
-    return {"total": total, "done": done, "percent": 100 if total == 0 else int(100 * done / total), **counts}
+    done = counts["succeeded"] + counts["failed"] + counts["skipped"]
+    settled = done + counts["cancelled"]
+    return {"total": total, "done": done, "percent": 100 if total == 0 else int(100 * settled / total), **counts}

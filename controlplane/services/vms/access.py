@@ -24,15 +24,17 @@ def get_vm(actor: Principal, vm_id: str, *, lock: bool = False) -> VM:
     return vm
 
 
-def lock_for_change(actor: Principal, vm_id: str, if_match: int | None) -> VM:
-    """The VM row-locked for a change by ``actor``: role, ETag and "no operation in flight" checked."""
+def lock_for_change(actor: Principal, vm_id: str, if_match: int | None, *,
+                    busy_ok: tuple[VMState, ...] = ()) -> VM:
+    """The VM row-locked for a change by ``actor``: role, ETag and "no operation in flight" checked
+    (an operation in flight is fine in the states ``busy_ok``, e.g. deleting a VM that is being built)."""
     vm = get_vm(actor, vm_id, lock=True)  # serialises concurrent changes of one VM
     if not (actor.is_operator or actor.is_tenant_admin or vm.created_by == actor.user_id):
         raise Forbidden(Msg("Members may only change the VMs they created; ask a municipal admin.",
                             "Los miembros solo pueden cambiar las VMs que crearon; consulte a un administrador."))
     check_version(vm.version, if_match)
     busy = operation_in_progress(vm.id)
-    if busy is not None and vm.state not in (VMState.PENDING, VMState.DELETING):
+    if busy is not None and vm.state not in (VMState.PENDING, VMState.DELETING, *busy_ok):
         raise InvalidState(Msg(f"VM {vm.name!r} has an operation in progress ({busy.kind}); wait for it.",
                                f"La VM {vm.name!r} tiene una operación en curso ({busy.kind}); espere."),
                            operation_id=busy.id)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from agents import DomainState, DriverError
+from agents import ConnectionFailed, DomainState, DriverError
 from controlplane.config import settings
 from controlplane.context import SYSTEM, Principal
 from controlplane.core.audit import audited, created
@@ -19,7 +19,8 @@ from controlplane.core.drivers import driver_for, spec_for
 from controlplane.core.leases import Finished, finish_op, load_op, release, set_progress, start_op
 from controlplane.core.lookups import host_or_422
 from controlplane.core.outbox import enqueue, send_operation, vm_operation
-from controlplane.core.quotas import check_quota, lock_tenant
+from controlplane.core.quotas import check_quota, lock_tenant, lock_tenant_with_usage
+from controlplane.core.reachability import mark_unreachable
 from controlplane.core.scheduling import choose_and_claim
 from controlplane.core.state_machine import transition
 from controlplane.core.targets import check_override
@@ -52,10 +53,10 @@ def create_vm(actor: Principal, data: VMRequestData) -> tuple[VM, Operation]:
     tenant_id = _tenant_for(actor, data.tenant_id)
     if data.host and not actor.is_operator:
         raise Forbidden(Msg("Only operators may choose the host.", "Solo los operadores pueden elegir el host."))
-    with transaction():
-        tenant = lock_tenant(tenant_id)
+    with transaction(keep_loaded=True):  # the reply is made from these objects: no reload after commit
+        tenant, used = lock_tenant_with_usage(tenant_id)
         flavor_id, vcpus, ram, disk = _resolve_size(data)
-        check_quota(tenant, vcpus, ram, disk)
+        check_quota(tenant, vcpus, ram, disk, used=used)
         vm = VM(id=new_id(), tenant_id=tenant.id, name=data.name, flavor_id=flavor_id, vcpus=vcpus,
                 ram_mib=ram, disk_gib=disk, image=data.image, anti_affinity_group=data.anti_affinity_group,
                 state=VMState.PENDING.value, created_by=actor.user_id)
@@ -107,7 +108,11 @@ def _tenant_for(actor: Principal, requested: str | None) -> str:
 # --- worker half ---------------------------------------------------------------------------------------
 
 def run_create(op_id: str) -> None:
-    """Build the VM on its claimed host; on a driver failure move the claim to another host."""
+    """Build the VM on its claimed host; on a driver failure move the claim to another host.
+
+    A host that does not answer in time is marked ``down`` and the build goes to another host at once. A
+    VM deleted while it was being built (DELETING) ends its build "cancelled", and whatever the build made
+    on the host is removed."""
     max_attempts = settings().placement_retries
     while True:
         with transaction():
@@ -132,18 +137,32 @@ def run_create(op_id: str) -> None:
             if info is None or info.state != DomainState.RUNNING:
                 drv.start(spec.vm_id)
         except DriverError as exc:
-            if exc.transient:
-                raise
+            if isinstance(exc, ConnectionFailed):
+                mark_unreachable(exc.host or drv.uri, exc.message)
             if reschedule(op_id, host_id, f"{type(exc).__name__}: {exc.message}", max_attempts):
                 continue
             return
-        with transaction():
-            op, vm = load_op(op_id)
-            with audited(SYSTEM, "vm.build.succeeded", vm, operation=op):
-                transition(vm, VMState.ACTIVE)
-                vm.launched_at = utcnow()
-                finish_op(op, True)
+        if _settle_built(op_id):
+            return
+        try:  # deleted while we built it: remove what we made (reconcile removes it if this fails)
+            drv.delete(spec.vm_id)
+        except DriverError as exc:
+            log.warning("could not remove the domain of deleted VM %s from %s: %s", spec.vm_id, drv.uri, exc)
         return
+
+
+def _settle_built(op_id: str) -> bool:
+    """The domain runs: the VM becomes ACTIVE, unless it was deleted meanwhile (then False)."""
+    with transaction():
+        op, vm = load_op(op_id)
+        if vm.state != VMState.BUILDING:
+            finish_op(op, False, f"cancelled: the VM is {vm.state}")
+            return False
+        with audited(SYSTEM, "vm.build.succeeded", vm, operation=op):
+            transition(vm, VMState.ACTIVE)
+            vm.launched_at = utcnow()
+            finish_op(op, True)
+        return True
 
 
 def reschedule(op_id: str, failed_host_id: str, reason: str, max_attempts: int) -> bool:
@@ -151,11 +170,12 @@ def reschedule(op_id: str, failed_host_id: str, reason: str, max_attempts: int) 
     with transaction():
         op, vm = load_op(op_id)
         host = db.session.get(Host, failed_host_id)
-    if host is not None:
+        vm_id, host_name, drv = vm.id, host.name if host else "", driver_for(host) if host else None
+    if drv is not None:
         try:  # leave nothing behind on the failed host (best effort; reconcile catches the rest)
-            driver_for(host).delete(vm.id)
+            drv.delete(vm_id)
         except DriverError as exc:
-            log.warning("could not clean up VM %s on host %s: %s", vm.id, host.name, exc)
+            log.warning("could not clean up VM %s on host %s: %s", vm_id, host_name, exc)
     with transaction():
         lock_tenant(vm.tenant_id)
         op, vm = load_op(op_id)

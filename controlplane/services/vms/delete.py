@@ -1,6 +1,6 @@
-"""Deleting a VM. The request moves it to DELETING (a pending build sees that and steps aside); the worker
-removes the domain from its host and any stray copy left by failed builds on other hosts, then records
-the VM as DELETED, which returns its claim and quota."""
+"""Deleting a VM. The request moves it to DELETING, also while it is still being built (the build sees
+that, steps aside and removes what it made); the worker removes the domain from its host and any stray copy
+left by failed builds on other hosts, then records the VM as DELETED, which returns its claim and quota."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ log = logging.getLogger("confluencia.vms")
 
 def delete_vm(actor: Principal, vm_id: str, if_match: int | None = None) -> Operation:
     with transaction():
-        vm = lock_for_change(actor, vm_id, if_match)
+        vm = lock_for_change(actor, vm_id, if_match, busy_ok=(VMState.BUILDING,))
         if vm.state == VMState.DELETED:
             raise not_found("vm", vm_id)
         if vm.state == VMState.DELETING:
@@ -36,10 +36,10 @@ def delete_vm(actor: Principal, vm_id: str, if_match: int | None = None) -> Oper
                 Operation.created_at.desc())).scalars().first()
             if existing is not None:
                 return existing
-        if vm.state in (VMState.BUILDING, VMState.MIGRATING):
+        if vm.state == VMState.MIGRATING:
             raise InvalidState(Msg(
-                f"VM {vm.name!r} is {vm.state}; delete it when it is ACTIVE, STOPPED or ERROR.",
-                f"La VM {vm.name!r} está en estado {vm.state}; elimínela cuando esté ACTIVE, STOPPED o ERROR."),
+                f"VM {vm.name!r} is being migrated; delete it when the migration is over.",
+                f"La VM {vm.name!r} se está migrando; elimínela cuando termine la migración."),
                 state=vm.state)
         op = vm_operation(OpKind.VM_DELETE, vm, actor)
         with audited(actor, "vm.delete", vm, operation=op):

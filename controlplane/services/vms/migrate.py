@@ -63,10 +63,14 @@ def run_migrate(op_id: str) -> None:
         if vm.state != VMState.MIGRATING or vm.migration_target_id is None:
             finish_op(op, False, f"cancelled: the VM is {vm.state}")
             return
-        start_op(op)
+        took_over = start_op(op)
         source, target = db.session.get(Host, vm.host_id), db.session.get(Host, vm.migration_target_id)
         assert source is not None and target is not None
         src, dst, vm_id = driver_for(source), driver_for(target), vm.id
+    if took_over:  # the worker that ran it died: ask both hypervisors, never start it twice
+        settle_failed_migration(op_id, "the worker running the migration stopped before it finished",
+                                accept_target=True)
+        return
     try:
         src.migrate(vm_id, dst, progress=lambda frac: set_progress(op_id, int(10 + 85 * frac)))
     except DriverError as exc:
@@ -87,29 +91,38 @@ def run_migrate(op_id: str) -> None:
             finish_op(op, True)
 
 
-def settle_failed_migration(op_id: str, reason: str) -> None:
-    """Record the VM on the host where it really is (target, source, or ERROR if neither answers)."""
+def settle_failed_migration(op_id: str, reason: str, *, accept_target: bool = False) -> None:
+    """Record the VM on the host where it really is (target, source, or ERROR if neither answers); the
+    claim on the other host is released. With ``accept_target`` (resolving an interrupted migration) a guest
+    found running on the target means the migration succeeded."""
     with transaction():
         try:
             op, vm = load_op(op_id)
         except Finished:
             return
-        source, target = db.session.get(Host, vm.host_id), db.session.get(Host, vm.migration_target_id)
+        hosts = [db.session.get(Host, h) for h in (vm.migration_target_id, vm.host_id) if h]
+        asks = [(h.id, h.name, driver_for(h)) for h in hosts if h is not None]
         vm_id = vm.id
     where: dict[str, DomainState | None] = {}
-    for host in (h for h in (target, source) if h is not None):
+    for host_id, name, drv in asks:
         try:
-            info = driver_for(host).get(vm_id)
+            info = drv.get(vm_id)
         except DriverError as exc:
-            log.warning("migration of %s: cannot ask %s: %s", vm_id, host.name, exc)
+            log.warning("migration of %s: cannot ask %s: %s", vm_id, name, exc)
             continue
         if info is not None:
-            where[host.id] = info.state
+            where[host_id] = info.state
     with transaction():
         op, vm = load_op(op_id)
+        running = [h for h, st in where.items() if st == DomainState.RUNNING]
+        found = running[0] if running else next(iter(where), None)
+        if accept_target and found is not None and found == vm.migration_target_id:
+            with audited(SYSTEM, "vm.migrate.succeeded", vm, operation=op):
+                vm.host_id, vm.migration_target_id = found, None
+                transition(vm, VMState.ACTIVE if where[found] == DomainState.RUNNING else VMState.STOPPED)
+                finish_op(op, True)
+            return
         with audited(SYSTEM, "vm.migrate.failed", vm, operation=op):
-            running = [h for h, st in where.items() if st == DomainState.RUNNING]
-            found = running[0] if running else next(iter(where), None)
             if found is not None:
                 vm.host_id = found
             vm.migration_target_id = None

@@ -43,11 +43,11 @@ def test_the_documented_transitions_are_allowed() -> None:
     assert all(can_transition(a.value, b) for a, b in DOCUMENTED)
     live = [s for s in S if s not in (S.DELETED, S.DELETING)]
     assert all(can_transition(s.value, S.ERROR) for s in live if s != S.ERROR)
-    assert all(can_transition(s.value, S.DELETING) for s in (S.PENDING, S.ACTIVE, S.STOPPED, S.ERROR))
+    assert all(can_transition(s.value, S.DELETING) for s in (S.PENDING, S.BUILDING, S.ACTIVE, S.STOPPED, S.ERROR))
 
 
-def test_a_building_or_migrating_vm_cannot_be_deleted_and_deleted_is_final() -> None:
-    assert not can_transition(S.BUILDING.value, S.DELETING)
+def test_a_build_can_be_cancelled_a_migration_cannot_and_deleted_is_final() -> None:
+    assert can_transition(S.BUILDING.value, S.DELETING)
     assert not can_transition(S.MIGRATING.value, S.DELETING)
     assert TRANSITIONS[S.DELETED] == frozenset()
 
