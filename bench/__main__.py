@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from bench import exact, hbal_compare, large_bench, place_bench
+from bench import exact, hbal_compare, large_bench, load_bench, place_bench
 
 BENCHMARKS: dict[str, tuple[str, Callable[[], object]]] = {
     "place": ("place() median latency at 1,000 and 10,000 hosts", place_bench.main),
@@ -22,6 +22,8 @@ BENCHMARKS: dict[str, tuple[str, Callable[[], object]]] = {
     "hbal-quick": ("hbal side by side, 20x200 only, 2 seeds", lambda: hbal_compare.side_by_side(quick=True)),
     "curve": ("budget curve: our plan after k=5,10,20,40 moves vs hbal -l k", hbal_compare.budget_curve),
     "exact": ("small clusters: our plan vs the exhaustive optimum under the same budget", exact.main),
+    "load": ("accepted VM creates/s and p50/p99 at 50 clients, gunicorn + PostgreSQL + Redis, invariants after",
+             load_bench.main),
 }
 
 
@@ -31,7 +33,7 @@ def main(argv: list[str]) -> int:
         for name, (desc, _) in BENCHMARKS.items():
             print(f"  {name:<11} {desc}")
         return 0
-    names = [n for n in BENCHMARKS if n != "hbal-quick"] if argv == ["all"] else argv
+    names = [n for n in BENCHMARKS if n not in ("hbal-quick", "load")] if argv == ["all"] else argv
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
         print(f"unknown benchmark(s): {', '.join(unknown)}; try: python -m bench list")

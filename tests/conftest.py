@@ -3,7 +3,10 @@ Alembic ``upgrade head``, the API app with an embedded Celery worker, and a seed
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -15,9 +18,15 @@ from sqlalchemy import text
 from tests.databases import fresh_database
 
 os.environ.setdefault("CONFLUENCIA_SIM_DELAY_SCALE", "0")
+os.environ.setdefault("CONFLUENCIA_STRICT_IO", "1")  # a driver call inside a database transaction fails the test
+# the simulated data center of this test session (shared with the helper processes the tests start): a store
+# file of its own, never the demo's var/simulated-datacenter.sqlite3
+SIM_STATE_DIR = tempfile.mkdtemp(prefix="confluencia-sim-")
+atexit.register(shutil.rmtree, SIM_STATE_DIR, True)
+os.environ["CONFLUENCIA_SIM_STATE"] = os.path.join(SIM_STATE_DIR, "simulated-datacenter.sqlite3")
 
 TABLES = ["audit_entries", "idempotency_records", "operations", "plan_moves", "plans", "vms", "api_tokens",
-          "users", "flavors", "hosts", "tenants"]
+          "users", "flavors", "host_allocations", "tenant_usage", "hosts", "tenants"]
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.02, what: str = "") -> Any:
@@ -46,8 +55,11 @@ def app(database_url: str) -> Iterator[Any]:
     from controlplane.tasks.embedded import EmbeddedWorker
 
     upgrade(database_url)
+    # the abuse limits are tested on apps of their own (tests/api/test_rate_limits.py); here they would
+    # only count the hundreds of bad tokens and VM requests the other tests send from one address
     application = create_app(Settings.from_env(database_url=database_url, broker_url="memory://",
-                                               secret_key="test"))
+                                               secret_key="test", ratelimit_auth_failures="off",
+                                               ratelimit_vm_creates="off"))
     application.config["TESTING"] = True
     worker = EmbeddedWorker(application, concurrency=4).start(resend_unfinished=False)
     yield application
@@ -75,12 +87,12 @@ def drain_worker(app: Any, timeout: float = 20.0) -> None:
 
 @pytest.fixture(autouse=False)
 def clean_db(app: Any) -> Iterator[None]:
-    from agents.simulated import DATACENTER
+    from agents.simulated import open_datacenter
     from controlplane.db import db
 
     drain_worker(app)
-    DATACENTER.reset()
-    DATACENTER.delay_scale = 0.0
+    open_datacenter().reset()
+    open_datacenter().set_delay_scale(0.0)
     with app.app_context():
         if db.engine.dialect.name == "postgresql":
             db.session.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
@@ -92,6 +104,22 @@ def clean_db(app: Any) -> Iterator[None]:
         db.session.commit()
     yield
     drain_worker(app)
+
+
+@pytest.fixture
+def settings_override(app: Any) -> Iterator[Callable[..., None]]:
+    """Change the application's settings for one test (``settings_override(lease_s=1.0)``), restored after."""
+    import dataclasses
+
+    from controlplane.config import SETTINGS_KEY
+
+    original = app.extensions[SETTINGS_KEY]
+
+    def set_(**changes: Any) -> None:
+        app.extensions[SETTINGS_KEY] = dataclasses.replace(original, **changes)
+
+    yield set_
+    app.extensions[SETTINGS_KEY] = original
 
 
 @dataclass
@@ -150,7 +178,7 @@ def world(app: Any, clean_db: None) -> World:
         host_ids = {}
         for name, vcpus, ram, disk in HOSTS:
             h = hosts.create_host(SEEDER, {"name": name, "driver": "simulated", "uri": f"sim://{name}",
-                                           "vcpus": vcpus, "ram_mib": ram, "disk_gib": disk})
+                                           "vcpus": vcpus, "ram_mib": ram, "disk_gib": disk}, verify=False)
             host_ids[name] = h.id
         for name, vcpus, ram, disk in (("small", 1, 1024, 10), ("medium", 2, 4096, 40)):
             flavors.create_flavor(SEEDER, {"name": name, "vcpus": vcpus, "ram_mib": ram, "disk_gib": disk})

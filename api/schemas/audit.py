@@ -20,8 +20,8 @@ class AuditEntry(Schema):
     request_id = fields.String(allow_none=True)
     before = fields.Dict(allow_none=True)
     after = fields.Dict(allow_none=True)
-    prev_hash = fields.String()
-    entry_hash = fields.String()
+    prev_hash = fields.String(allow_none=True, metadata={"description": "null until the entry is sealed"})
+    entry_hash = fields.String(allow_none=True, metadata={"description": "null until the entry is sealed"})
 
 
 class AuditListArgs(PageArgs):

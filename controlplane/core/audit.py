@@ -10,22 +10,30 @@ before and after the change, so every entry of a kind of object carries the same
 yet (a request whose work a worker does: its outcome is a second entry, ``vm.start.succeeded``, that names
 the same operation). Entries made by workers carry the request id of the HTTP request that started the
 operation (or the Celery task id for periodic work), so one id follows a request to its outcome.
+
+Tamper evidence is off the request path: an entry is written with its sequence number only; the sealer
+(:func:`seal`, the task ``confluencia.audit.seal``, nudged after each commit and run every two seconds)
+takes the committed entries in sequence order, gives each its place in the chain (``chain_seq``) and
+``entry_hash = sha256(prev_hash + canonical form)``. Only the sealer locks the chain's head.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from controlplane import context
+from controlplane import context, queue
 from controlplane.context import Principal
+from controlplane.core.tx import after_commit, transaction
 from controlplane.core.views import tenant_of, view_of
 from controlplane.db import db
 from controlplane.models import AuditEntry, AuditHead, Operation
@@ -71,23 +79,48 @@ def record(
     after: dict[str, Any] | None = None,
     operation_id: str | None = None,
 ) -> AuditEntry:
-    """Append an entry in the current transaction. Call it last: it locks the chain head until commit.
+    """Append an entry in the current transaction (sealed into the chain after commit).
 
     For an entry about a model object use :func:`audited`; this is for entries without one (a domain
     that reconcile removed, for example)."""
-    head = db.session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one()
     entry = AuditEntry(
-        seq=head.last_seq + 1, at=utcnow().replace(microsecond=0), actor_id=actor.user_id,
+        at=utcnow().replace(microsecond=0), actor_id=actor.user_id,
         actor_name=actor.username, actor_role=actor.role, tenant_id=tenant_id, action=action,
         target_type=target_type, target_id=target_id, request_id=context.request_id.get(),
         operation_id=operation_id or context.operation_id.get(),
-        before=_jsonable(before), after=_jsonable(after), prev_hash=head.last_hash,
+        before=_jsonable(before), after=_jsonable(after),
     )
-    entry.entry_hash = compute_hash(head.last_hash, entry)
-    head.last_hash = entry.entry_hash
-    head.last_seq = entry.seq
     db.session.add(entry)
+    after_commit(_nudge_sealer)
     return entry
+
+
+_last_nudge = [0.0]
+_nudge_lock = threading.Lock()
+NUDGE_EVERY_S = 0.5
+
+
+def _nudge_sealer() -> None:
+    """Ask for a seal soon after a commit that wrote entries (at most twice a second per process)."""
+    now = time.monotonic()
+    with _nudge_lock:
+        if now - _last_nudge[0] < NUDGE_EVERY_S:
+            return
+        _last_nudge[0] = now
+    queue.send(queue.AUDIT_SEAL, [])
+
+
+def seal(limit: int = 5000) -> int:
+    """Chain the committed entries that are not sealed yet, in sequence order; returns how many."""
+    with transaction():
+        head = db.session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one()
+        pending = list(db.session.execute(select(AuditEntry).where(AuditEntry.chain_seq.is_(None))
+                                          .order_by(AuditEntry.seq).limit(limit)).scalars())
+        for entry in pending:
+            entry.chain_seq, entry.prev_hash = head.last_seq + 1, head.last_hash
+            entry.entry_hash = compute_hash(head.last_hash, entry)
+            head.last_hash, head.last_seq = entry.entry_hash, entry.chain_seq
+        return len(pending)
 
 
 @dataclass
@@ -125,10 +158,15 @@ def created(actor: Principal, action: str, obj: object, *, operation: Operation 
         pass
 
 
+def _plain(value: Any) -> str:
+    """Timestamps as ISO 8601 with their zone (the form the API uses), anything else as text."""
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
 def _jsonable(data: dict[str, Any] | None) -> dict[str, Any] | None:
     if data is None:
         return None
-    return json.loads(json.dumps(data, default=str))
+    return json.loads(json.dumps(data, default=_plain))
 
 
 @dataclass(frozen=True)
@@ -136,20 +174,30 @@ class ChainReport:
     ok: bool
     entries: int
     first_bad_seq: int | None = None
+    pending: int = 0  # written, not sealed yet (verification seals first, so this is what came meanwhile)
 
 
-def verify_chain() -> ChainReport:
-    """Recompute every hash from the first entry: any edited, removed or reordered entry breaks it."""
+def verify_chain(seal_first: bool = True) -> ChainReport:
+    """Recompute every hash in chain order: any edited, removed or reordered entry breaks it.
+
+    ``first_bad_seq`` is the sequence number of the first entry that does not verify. With ``seal_first``
+    the committed entries not sealed yet are sealed before verifying (nothing is left outside the check)."""
+    if seal_first:
+        while seal() > 0:
+            pass
     prev = GENESIS
     count = 0
-    expected_seq = 1
-    for entry in db.session.execute(select(AuditEntry).order_by(AuditEntry.seq)).scalars():
+    expected = 1
+    for entry in db.session.execute(select(AuditEntry).where(AuditEntry.chain_seq.is_not(None))
+                                    .order_by(AuditEntry.chain_seq)).scalars():
         count += 1
-        if entry.seq != expected_seq or entry.prev_hash != prev or compute_hash(prev, entry) != entry.entry_hash:
+        if entry.chain_seq != expected or entry.prev_hash != prev or compute_hash(prev, entry) != entry.entry_hash:
             return ChainReport(ok=False, entries=count, first_bad_seq=entry.seq)
         prev = entry.entry_hash
-        expected_seq += 1
+        expected += 1
     head = db.session.get(AuditHead, 1)
+    pending = int(db.session.execute(select(func.count()).select_from(AuditEntry)
+                                     .where(AuditEntry.chain_seq.is_(None))).scalar_one())
     if head is not None and head.last_hash != prev:
-        return ChainReport(ok=False, entries=count, first_bad_seq=expected_seq)
-    return ChainReport(ok=True, entries=count)
+        return ChainReport(ok=False, entries=count, first_bad_seq=None, pending=pending)
+    return ChainReport(ok=True, entries=count, pending=pending)

@@ -1,18 +1,27 @@
-"""What is claimed where: per-host allocations and per-tenant usage, computed from the VMs themselves.
+"""What is claimed where: per-host allocations and per-tenant usage.
 
 A VM claims its resources on ``host_id`` while ``host_id`` is set and it is not DELETED, and also on
-``migration_target_id`` while it migrates. Nothing else stores usage, so nothing can drift.
+``migration_target_id`` while it migrates; it counts against its municipality's quota while ``host_id`` is
+set and it is not DELETED. The totals live in ``host_allocations`` and ``tenant_usage``: an ORM flush hook
+(:func:`_apply_claims`) turns every change of a VM into the change of those totals, in the same
+transaction, so a claim reads one row instead of summing every VM. :func:`recount` sums the VMs
+themselves; :func:`drift` compares the two, and reconcile repairs what differs.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Subquery, func, select, union_all
+from sqlalchemy import Subquery, event, func, insert, inspect, select, union_all, update
+from sqlalchemy.orm import Session
 
 from controlplane.db import db
-from controlplane.models import VM, Host, Tenant, VMState
+from controlplane.models import VM, Host, HostAllocation, Tenant, TenantUsage, VMState
+
+CLAIM_FIELDS = ("host_id", "migration_target_id", "state", "vcpus", "ram_mib", "disk_gib", "tenant_id")
 
 
 @dataclass(frozen=True)
@@ -26,23 +35,14 @@ class Usage:
         return {"vcpus": self.vcpus, "ram_mib": self.ram_mib, "disk_gib": self.disk_gib, "vms": self.vms}
 
 
-def _claims() -> Subquery:
-    live = VM.state != VMState.DELETED.value
-    on_host = select(VM.host_id.label("host_id"), VM.vcpus, VM.ram_mib, VM.disk_gib).where(
-        VM.host_id.is_not(None), live)
-    on_target = select(VM.migration_target_id.label("host_id"), VM.vcpus, VM.ram_mib, VM.disk_gib).where(
-        VM.migration_target_id.is_not(None), live)
-    return union_all(on_host, on_target).subquery()
-
+# --- reads ---------------------------------------------------------------------------------------------
 
 def host_allocations(host_ids: Iterable[str] | None = None) -> dict[str, Usage]:
-    c = _claims()
-    stmt = select(c.c.host_id, func.sum(c.c.vcpus), func.sum(c.c.ram_mib), func.sum(c.c.disk_gib),
-                  func.count()).group_by(c.c.host_id)
+    a = HostAllocation
+    stmt = select(a.host_id, a.vcpus, a.ram_mib, a.disk_gib, a.vms)  # columns: never a stale ORM object
     if host_ids is not None:
-        stmt = stmt.where(c.c.host_id.in_(list(host_ids)))
-    return {h: Usage(int(v or 0), int(r or 0), int(d or 0), int(n))
-            for h, v, r, d, n in db.session.execute(stmt)}
+        stmt = stmt.where(a.host_id.in_(list(host_ids)))
+    return {h: Usage(v, r, d, n) for h, v, r, d, n in db.session.execute(stmt) if n or v or r or d}
 
 
 def host_allocation(host_id: str) -> Usage:
@@ -50,11 +50,9 @@ def host_allocation(host_id: str) -> Usage:
 
 
 def tenant_usage(tenant_id: str) -> Usage:
-    row = db.session.execute(
-        select(func.sum(VM.vcpus), func.sum(VM.ram_mib), func.sum(VM.disk_gib), func.count())
-        .where(VM.tenant_id == tenant_id, VM.host_id.is_not(None), VM.state != VMState.DELETED.value)
-    ).one()
-    return Usage(int(row[0] or 0), int(row[1] or 0), int(row[2] or 0), int(row[3]))
+    t = TenantUsage
+    row = db.session.execute(select(t.vcpus, t.ram_mib, t.disk_gib, t.vms).where(t.tenant_id == tenant_id)).first()
+    return Usage() if row is None else Usage(*row)
 
 
 def quota_of(tenant: Tenant) -> Usage:
@@ -65,3 +63,117 @@ def fits(host: Host, used: Usage, vcpus: int, ram_mib: int, disk_gib: int) -> bo
     cap = host.capacity()
     return (used.vcpus + vcpus <= cap[0] + 1e-9 and used.ram_mib + ram_mib <= cap[1] + 1e-9
             and used.disk_gib + disk_gib <= cap[2] + 1e-9)
+
+
+# --- the totals follow the VMs ---------------------------------------------------------------------------
+
+Delta = list[int]  # vcpus, ram_mib, disk_gib, vms
+
+
+def _claims(values: dict[str, Any], sign: int) -> tuple[list[tuple[str, Delta]], list[tuple[str, Delta]]]:
+    """(host claims, tenant claims) of a VM with these column values, each signed."""
+    if not values.get("host_id") or values.get("state") == VMState.DELETED:
+        return [], []
+    size = [sign * int(values["vcpus"]), sign * int(values["ram_mib"]), sign * int(values["disk_gib"]), sign]
+    hosts = [(h, size) for h in (values["host_id"], values.get("migration_target_id")) if h]
+    return hosts, [(values["tenant_id"], size)]
+
+
+def _old_values(vm: VM) -> dict[str, Any]:
+    state: Any = inspect(vm)
+    out = {}
+    for name in CLAIM_FIELDS:
+        hist = state.attrs[name].history
+        out[name] = hist.deleted[0] if hist.deleted else (hist.unchanged[0] if hist.unchanged else getattr(vm, name))
+    return out
+
+
+def _now_values(vm: VM) -> dict[str, Any]:
+    return {name: getattr(vm, name) for name in CLAIM_FIELDS}
+
+
+@event.listens_for(Session, "before_flush")
+def _apply_claims(session: Session, _context: Any, _instances: Any) -> None:
+    hosts: dict[str, Delta] = defaultdict(lambda: [0, 0, 0, 0])
+    tenants: dict[str, Delta] = defaultdict(lambda: [0, 0, 0, 0])
+    changes: list[tuple[dict[str, Any], int]] = []
+    for obj in session.new:
+        if isinstance(obj, VM):
+            changes.append((_now_values(obj), +1))
+    for obj in session.dirty:
+        if isinstance(obj, VM) and session.is_modified(obj, include_collections=False):
+            changes += [(_old_values(obj), -1), (_now_values(obj), +1)]
+    for obj in session.deleted:
+        if isinstance(obj, VM):
+            changes.append((_old_values(obj), -1))
+    for values, sign in changes:
+        host_claims, tenant_claims = _claims(values, sign)
+        for table, claims in ((hosts, host_claims), (tenants, tenant_claims)):
+            for key, size in claims:
+                table[key] = [a + b for a, b in zip(table[key], size, strict=True)]
+    _add(session, HostAllocation, HostAllocation.host_id, hosts)
+    _add(session, TenantUsage, TenantUsage.tenant_id, tenants)
+
+
+def _add(session: Session, model: Any, key: Any, deltas: dict[str, Delta]) -> None:
+    for ident, (vcpus, ram, disk, vms) in sorted(deltas.items()):  # sorted: the same lock order everywhere
+        if not (vcpus or ram or disk or vms):
+            continue
+        done = session.execute(update(model).where(key == ident).values(
+            vcpus=model.vcpus + vcpus, ram_mib=model.ram_mib + ram, disk_gib=model.disk_gib + disk,
+            vms=model.vms + vms).execution_options(synchronize_session=False))
+        if not getattr(done, "rowcount", 1):
+            session.execute(insert(model).values({key.key: ident, "vcpus": vcpus, "ram_mib": ram,
+                                                  "disk_gib": disk, "vms": vms}))
+
+
+@event.listens_for(Host, "after_insert")
+def _host_row(_mapper: Any, connection: Any, host: Host) -> None:
+    connection.execute(insert(HostAllocation).values(host_id=host.id, vcpus=0, ram_mib=0, disk_gib=0, vms=0))
+
+
+@event.listens_for(Tenant, "after_insert")
+def _tenant_row(_mapper: Any, connection: Any, tenant: Tenant) -> None:
+    connection.execute(insert(TenantUsage).values(tenant_id=tenant.id, vcpus=0, ram_mib=0, disk_gib=0, vms=0))
+
+
+# --- recount from the VMs themselves ---------------------------------------------------------------------
+
+def _claim_rows() -> Subquery:
+    live = VM.state != VMState.DELETED.value
+    on_host = select(VM.host_id.label("host_id"), VM.vcpus, VM.ram_mib, VM.disk_gib).where(
+        VM.host_id.is_not(None), live)
+    on_target = select(VM.migration_target_id.label("host_id"), VM.vcpus, VM.ram_mib, VM.disk_gib).where(
+        VM.migration_target_id.is_not(None), live)
+    return union_all(on_host, on_target).subquery()
+
+
+def recount() -> tuple[dict[str, Usage], dict[str, Usage]]:
+    """(per host, per tenant) totals summed from the VMs."""
+    c = _claim_rows()
+    hosts = {h: Usage(int(v or 0), int(r or 0), int(d or 0), int(n)) for h, v, r, d, n in db.session.execute(
+        select(c.c.host_id, func.sum(c.c.vcpus), func.sum(c.c.ram_mib), func.sum(c.c.disk_gib), func.count())
+        .group_by(c.c.host_id))}
+    tenants = {t: Usage(int(v or 0), int(r or 0), int(d or 0), int(n)) for t, v, r, d, n in db.session.execute(
+        select(VM.tenant_id, func.sum(VM.vcpus), func.sum(VM.ram_mib), func.sum(VM.disk_gib), func.count())
+        .where(VM.host_id.is_not(None), VM.state != VMState.DELETED.value).group_by(VM.tenant_id))}
+    return hosts, tenants
+
+
+def drift(fix: bool = False) -> dict[str, dict[str, dict[str, int]]]:
+    """Totals that disagree with the VMs: ``{"hosts"|"tenants": {id: {"stored": ..., "counted": ...}}}``;
+    with ``fix`` the stored totals are set to the counted ones (in the caller's transaction)."""
+    counted_hosts, counted_tenants = recount()
+    out: dict[str, dict[str, dict[str, int]]] = {"hosts": {}, "tenants": {}}
+    tables: tuple[tuple[str, Any, str, dict[str, Usage]], ...] = (
+        ("hosts", HostAllocation, "host_id", counted_hosts), ("tenants", TenantUsage, "tenant_id", counted_tenants))
+    for kind, model, key, counted in tables:
+        for row in db.session.execute(select(model).with_for_update() if fix else select(model)).scalars():
+            ident = getattr(row, key)
+            want = counted.get(ident, Usage())
+            have = Usage(row.vcpus, row.ram_mib, row.disk_gib, row.vms)
+            if have != want:
+                out[kind][ident] = {"stored": have.as_dict(), "counted": want.as_dict()}  # type: ignore[dict-item]
+                if fix:
+                    row.vcpus, row.ram_mib, row.disk_gib, row.vms = want.vcpus, want.ram_mib, want.disk_gib, want.vms
+    return out

@@ -7,7 +7,7 @@ from sqlalchemy import select
 from controlplane.core import capacity
 from controlplane.db import db
 from controlplane.errors import Msg, QuotaExceeded, not_found
-from controlplane.models import Tenant
+from controlplane.models import Tenant, TenantUsage
 
 RESOURCE_LABELS = {"vcpus": ("vCPU", "vCPU", ""), "ram_mib": ("RAM", "RAM", " MiB"),
                    "disk_gib": ("disk", "disco", " GiB"), "vms": ("VM count", "cantidad de VMs", "")}
@@ -21,9 +21,22 @@ def lock_tenant(tenant_id: str) -> Tenant:
     return tenant
 
 
-def check_quota(tenant: Tenant, vcpus: int, ram_mib: int, disk_gib: int, count: int = 1) -> None:
+def lock_tenant_with_usage(tenant_id: str) -> tuple[Tenant, capacity.Usage]:
+    """The tenant row, locked, and what it uses (one query; the usage changes only under this lock)."""
+    u = TenantUsage
+    # both rows locked, so PostgreSQL re-reads the usage a concurrent claim just committed
+    row = db.session.execute(select(Tenant, u.vcpus, u.ram_mib, u.disk_gib, u.vms)
+                             .join(u, u.tenant_id == Tenant.id).where(Tenant.id == tenant_id)
+                             .with_for_update(of=(Tenant, u))).first()
+    if row is None:
+        raise not_found("tenant", tenant_id)
+    return row[0], capacity.Usage(*(int(x or 0) for x in row[1:]))
+
+
+def check_quota(tenant: Tenant, vcpus: int, ram_mib: int, disk_gib: int, count: int = 1, *,
+                used: capacity.Usage | None = None) -> None:
     """Raise :class:`QuotaExceeded` naming each resource that does not fit and how much is left."""
-    used = capacity.tenant_usage(tenant.id)
+    used = used if used is not None else capacity.tenant_usage(tenant.id)
     limit = capacity.quota_of(tenant)
     asked = {"vcpus": vcpus, "ram_mib": ram_mib, "disk_gib": disk_gib, "vms": count}
     over: dict[str, dict[str, int]] = {}

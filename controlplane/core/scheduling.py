@@ -16,7 +16,7 @@ from controlplane.core import capacity
 from controlplane.core.lookups import anti_affinity_key
 from controlplane.db import db
 from controlplane.errors import InsufficientCapacity, Msg
-from controlplane.models import VM, Host, HostState, VMState
+from controlplane.models import ACTIVE_PLAN_STATES, VM, Host, HostAllocation, HostState, Plan, VMState
 from placement import (
     ClusterSnapshot,
     HostSnapshot,
@@ -28,8 +28,7 @@ from placement import (
     place,
 )
 
-LOAD_PREFIX = "__load__:"
-MAX_CLAIM_ATTEMPTS = 5
+MAX_CLAIM_ATTEMPTS = 8
 
 
 @dataclass(frozen=True)
@@ -61,10 +60,9 @@ def explain(rejections: Mapping[str, int]) -> Msg:
                explain_rejections(rejections, "es", REASON_OVERRIDES))
 
 
-def build_snapshot(tenant_id: str, anti_affinity_group: str | None,
-                   hosts: list[Host] | None = None) -> ClusterSnapshot:
-    hosts = hosts if hosts is not None else list(db.session.execute(select(Host)).scalars())
-    alloc = capacity.host_allocations()
+def build_snapshot(tenant_id: str, anti_affinity_group: str | None) -> ClusterSnapshot:
+    """Every host with its allocation (one query: hosts, their running totals, whether a drain empties
+    them), plus the VMs of the request's anti-affinity group, which the placement must see one by one."""
     members: list[VM] = []
     if anti_affinity_group:
         members = list(db.session.execute(
@@ -81,33 +79,55 @@ def build_snapshot(tenant_id: str, anti_affinity_group: str | None,
             vms.append(VMSnapshot(id=f"{m.id}@{hid}", host=hid, demand=(m.vcpus, m.ram_mib, m.disk_gib),
                                   tenant=m.tenant_id, pinned=True,
                                   anti_affinity=anti_affinity_key(m.tenant_id, anti_affinity_group)))
+    draining = (select(Plan.id).where(Plan.kind == "drain", Plan.host_id == Host.id,
+                                      Plan.status.in_(ACTIVE_PLAN_STATES)).exists())
+    a = HostAllocation
+    rows = db.session.execute(  # columns, not ORM objects: this runs for every placement
+        select(Host.id, Host.state, Host.zone, *HOST_CAPACITY, a.vcpus, a.ram_mib, a.disk_gib, draining)
+        .outerjoin(a, a.host_id == Host.id))
     snap_hosts = []
-    for h in hosts:
-        snap_hosts.append(HostSnapshot(id=h.id, capacity=h.capacity(), state=h.state, zone=h.zone))
-        used = alloc.get(h.id)
-        if used is not None:
-            own = member_load.get(h.id, [0.0, 0.0, 0.0])
-            rest = (max(used.vcpus - own[0], 0.0), max(used.ram_mib - own[1], 0.0),
-                    max(used.disk_gib - own[2], 0.0))
-            vms.append(VMSnapshot(id=LOAD_PREFIX + h.id, host=h.id, demand=rest, tenant="", pinned=True))
+    for host_id, state, zone, *cap, v, r, d, drained in rows:
+        own = member_load.get(host_id, (0.0, 0.0, 0.0))
+        rest = (max((v or 0) - own[0], 0.0), max((r or 0) - own[1], 0.0), max((d or 0) - own[2], 0.0))
+        state = HostState.MAINTENANCE.value if drained else state  # a drain empties it: no new VMs
+        snap_hosts.append(HostSnapshot(id=host_id, capacity=capacity_of(*cap), state=state, zone=zone,
+                                       base_usage=rest))
     return ClusterSnapshot(hosts=snap_hosts, vms=vms)
+
+
+HOST_CAPACITY = (Host.vcpus, Host.ram_mib, Host.disk_gib, Host.reserved_vcpus, Host.reserved_ram_mib,
+                 Host.reserved_disk_gib, Host.cpu_ratio, Host.ram_ratio, Host.disk_ratio)
+
+
+def capacity_of(vcpus: int, ram: int, disk: int, r_vcpus: int, r_ram: int, r_disk: int, cpu_ratio: float,
+                ram_ratio: float, disk_ratio: float) -> tuple[float, float, float]:
+    """:meth:`Host.capacity` from the columns."""
+    return (max(vcpus - r_vcpus, 0) * cpu_ratio, max(ram - r_ram, 0) * ram_ratio, max(disk - r_disk, 0) * disk_ratio)
 
 
 def choose_and_claim(vm: VM, exclude: set[str] | None = None) -> Host:
     """Pick the host that keeps the data center most evenly loaded and claim it for ``vm``.
 
     Runs inside the caller's transaction. The chosen host's row is locked and its allocation re-read
-    under the lock, so concurrent requests never over-commit it (on a lost race we place again).
+    under the lock, so concurrent requests never over-commit it (on a lost race we place again). A host
+    whose row another claim holds is skipped (PostgreSQL ``SKIP LOCKED``) in favour of the next best one,
+    so concurrent requests spread over the hosts instead of queueing on the best; the last attempt waits.
     """
     demand = Demand(vm.vcpus, vm.ram_mib, vm.disk_gib)
     excluded = set(exclude or ())
-    for _ in range(MAX_CLAIM_ATTEMPTS):
-        snapshot = build_snapshot(vm.tenant_id, vm.anti_affinity_group)
+    busy: set[str] = set()  # hosts whose row another claim holds right now: try the next best first
+    snapshot: ClusterSnapshot | None = None
+    for attempt in range(MAX_CLAIM_ATTEMPTS):
+        if snapshot is None:  # rebuilt after a lost race only; skipping a busy host re-ranks the same one
+            snapshot = build_snapshot(vm.tenant_id, vm.anti_affinity_group)
         request = PlacementRequest(
             vms=[VMRequest(id=vm.id, demand=demand.vector, tenant=vm.tenant_id,
                            anti_affinity=anti_affinity_key(vm.tenant_id, vm.anti_affinity_group))],
-            exclude_hosts=frozenset(excluded))
+            exclude_hosts=frozenset(excluded | busy))
         result = place(snapshot, request)
+        if not result.ok and busy:  # only busy hosts can take it: wait for one of them
+            busy.clear()
+            continue
         if not result.ok:
             why = explain(result.rejections)
             raise InsufficientCapacity(
@@ -117,11 +137,22 @@ def choose_and_claim(vm: VM, exclude: set[str] | None = None) -> Host:
                     f"{vm.disk_gib} GiB de disco: {why.es}."),
                 reasons=dict(result.rejections))
         host_id = result.assignments[vm.id]
-        host = db.session.execute(select(Host).where(Host.id == host_id).with_for_update()).scalar_one()
-        used = capacity.host_allocation(host_id)
+        wait = attempt == MAX_CLAIM_ATTEMPTS - 1
+        # both rows locked: PostgreSQL then re-reads the allocation that the claim before ours committed
+        # (a row only joined, not locked, would be read as it was when this statement started)
+        locked = db.session.execute(
+            select(Host, HostAllocation.vcpus, HostAllocation.ram_mib, HostAllocation.disk_gib)
+            .join(HostAllocation, HostAllocation.host_id == Host.id).where(Host.id == host_id)
+            .with_for_update(of=(Host, HostAllocation), skip_locked=not wait)).first()
+        if locked is None:  # another request is claiming this host: spread instead of queueing behind it
+            busy.add(host_id)
+            continue
+        host, used = locked[0], capacity.Usage(int(locked[1] or 0), int(locked[2] or 0), int(locked[3] or 0))
+        # the allocation is read under the host's row lock: every claim on a host takes that lock first
         if host.state == HostState.ENABLED and capacity.fits(host, used, vm.vcpus, vm.ram_mib, vm.disk_gib):
             vm.host_id = host.id
             return host
-        excluded.add(host_id)  # lost a race for this host; look again
+        excluded.add(host_id)  # lost a race for this host; look again at a fresh snapshot
+        snapshot = None
     raise InsufficientCapacity(Msg("Hosts kept filling up while placing the VM; retry.",
                                    "Los hosts se llenaron mientras se ubicaba la VM; reintente."))

@@ -2,6 +2,7 @@
 get plain data."""
 
 from controlplane.models.audit import AuditEntry, AuditHead
+from controlplane.models.capacity import HostAllocation, TenantUsage
 from controlplane.models.flavors import Flavor
 from controlplane.models.hosts import Host, HostState
 from controlplane.models.idempotency import IdempotencyRecord
@@ -31,6 +32,7 @@ __all__ = [
     "ExecutorLock",
     "Flavor",
     "Host",
+    "HostAllocation",
     "HostState",
     "IdempotencyRecord",
     "MoveStatus",
@@ -42,6 +44,7 @@ __all__ = [
     "PlanStatus",
     "Role",
     "Tenant",
+    "TenantUsage",
     "User",
     "VMState",
 ]

@@ -14,7 +14,9 @@ from controlplane.models.base import created_column
 
 class AuditEntry(db.Model):  # type: ignore[name-defined]
     """Append-only. ``entry_hash = sha256(prev_hash + canonical JSON of the entry)``: a chain that
-    shows whether any entry was altered or removed (see :mod:`controlplane.core.audit`)."""
+    shows whether any entry was altered or removed (see :mod:`controlplane.core.audit`). Entries are
+    written without their hash; the sealer gives them their place in the chain (``chain_seq``) and their
+    hashes moments later, so no request waits for the chain's head."""
 
     __tablename__ = "audit_entries"
     __table_args__ = (Index("ix_audit_tenant_seq", "tenant_id", "seq"),)
@@ -34,12 +36,14 @@ class AuditEntry(db.Model):  # type: ignore[name-defined]
     operation_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
-    prev_hash: Mapped[str] = mapped_column(String(64), nullable=False)
-    entry_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    chain_seq: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), nullable=True,
+                                                  unique=True)
+    prev_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    entry_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
 
 
 class AuditHead(db.Model):  # type: ignore[name-defined]
-    """One row: the hash of the newest audit entry. Locked while appending, so the chain never forks."""
+    """One row: the newest sealed entry's place and hash. Locked while sealing, so the chain never forks."""
 
     __tablename__ = "audit_head"
 

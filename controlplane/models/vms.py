@@ -5,11 +5,11 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Boolean, CheckConstraint, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from controlplane.db import db
-from controlplane.models.base import created_column, id_column, updated_column
+from controlplane.models.base import UTCDateTime, created_column, id_column, updated_column
 from controlplane.models.hosts import Host
 from controlplane.models.tenants import Tenant
 
@@ -27,7 +27,8 @@ class VMState(enum.StrEnum):
 
 class VM(db.Model):  # type: ignore[name-defined]
     """A VM claims resources on ``host_id`` (and ``migration_target_id`` while migrating) whenever
-    ``host_id`` is set and the state is not DELETED; a failed build clears ``host_id``."""
+    ``host_id`` is set and the state is not DELETED; a failed build clears ``host_id``. The claim columns
+    keep their old value on change (``active_history``): the running totals follow from them."""
 
     __tablename__ = "vms"
     __table_args__ = (
@@ -37,18 +38,20 @@ class VM(db.Model):  # type: ignore[name-defined]
     )
 
     id: Mapped[str] = id_column()
-    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), nullable=False)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), nullable=False, active_history=True)
     name: Mapped[str] = mapped_column(String(63), nullable=False)
     flavor_id: Mapped[str | None] = mapped_column(ForeignKey("flavors.id"), nullable=True)
-    vcpus: Mapped[int] = mapped_column(Integer, nullable=False)
-    ram_mib: Mapped[int] = mapped_column(Integer, nullable=False)
-    disk_gib: Mapped[int] = mapped_column(Integer, nullable=False)
+    vcpus: Mapped[int] = mapped_column(Integer, nullable=False, active_history=True)
+    ram_mib: Mapped[int] = mapped_column(Integer, nullable=False, active_history=True)
+    disk_gib: Mapped[int] = mapped_column(Integer, nullable=False, active_history=True)
     image: Mapped[str | None] = mapped_column(String(200), nullable=True)
     anti_affinity_group: Mapped[str | None] = mapped_column(String(63), nullable=True)
     pinned: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)  # never moved by plans
-    host_id: Mapped[str | None] = mapped_column(ForeignKey("hosts.id"), nullable=True)
-    migration_target_id: Mapped[str | None] = mapped_column(ForeignKey("hosts.id"), nullable=True)
-    state: Mapped[str] = mapped_column(String(16), nullable=False, default=VMState.PENDING.value)
+    host_id: Mapped[str | None] = mapped_column(ForeignKey("hosts.id"), nullable=True, active_history=True)
+    migration_target_id: Mapped[str | None] = mapped_column(ForeignKey("hosts.id"), nullable=True,
+                                                            active_history=True)
+    state: Mapped[str] = mapped_column(String(16), nullable=False, default=VMState.PENDING.value,
+                                       active_history=True)
     status_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"), nullable=True)
     failed_hosts: Mapped[str] = mapped_column(Text, nullable=False, default="")  # comma-separated host ids
@@ -56,8 +59,8 @@ class VM(db.Model):  # type: ignore[name-defined]
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
     created_at: Mapped[datetime] = created_column()
     updated_at: Mapped[datetime] = updated_column()
-    launched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    launched_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
     __mapper_args__ = {"version_id_col": version}
 
