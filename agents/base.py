@@ -129,4 +129,9 @@ class HypervisorDriver(Protocol):
         """Live-migrate to ``target`` (same driver kind). Already on the target: success."""
         ...
 
+    def migration_in_progress(self, vm_id: str) -> bool:
+        """Whether a migration of our domain ``vm_id`` out of this host is still running on the hypervisor
+        side (it can outlive the process that started it, as Proxmox tasks do)."""
+        ...
+
     def close(self) -> None: ...

@@ -1,15 +1,18 @@
-"""libvirt connections: one per host URI, opened with a deadline, kept alive, re-opened when they break.
+"""libvirt connections: one per host URI and calling thread, opened with a deadline, kept alive, re-opened
+when they break.
 
 How one host that stops answering is kept from wedging the others:
 
 - ``libvirt.open`` runs in a helper (daemon) thread; the caller waits at most ``connect_timeout_s`` and then
   raises :class:`ConnectionFailed` (code ``CONNECT_TIMEOUT``). The helper is left to finish on its own: if it
   opens the connection after all, the next caller takes it.
-- Each URI has its own lock, held only to look at or replace its cached connection, never across I/O, so a
-  host stuck in ``open`` holds nothing that another host needs.
-- At most one open per URI runs at a time. A caller that finds one running waits for that same attempt until
-  its deadline; once the deadline has passed, callers of that URI fail fast (code ``CONNECT_HANGING``) until
-  the helper ends. With ``qemu+ssh`` it ends after ssh's ConnectTimeout (:mod:`agents.libvirt_ssh`); a
+- Each thread keeps its own connection per URI (libvirt wakes only one of several calls waiting on one
+  connection when keepalive gives up on its host; the others would hang until the host answers). No lock is
+  held across I/O, so a host stuck in ``open`` holds nothing that another host needs.
+- At most one open per URI runs at a time, whichever thread started it. A caller that finds one running waits
+  for its outcome until its deadline (and then opens its own connection if it succeeded); once the deadline
+  has passed, callers of that URI fail fast (code ``CONNECT_HANGING``) until the helper ends. With
+  ``qemu+ssh`` it ends after ssh's ConnectTimeout (:mod:`agents.libvirt_ssh`); a
   ``qemu+tcp``/``qemu+tls`` open to a host that accepted the TCP connection and never answers ends only when
   that TCP connection does (libvirt has no deadline of its own there; measured: still hanging after 20 s).
 - libvirt's default event loop runs in a daemon thread (registered once per process, before our first open)
@@ -161,30 +164,37 @@ class _Attempt:
 
 
 class _Slot:
-    """The cached connection of one URI and the open under way, guarded by this URI's own lock."""
+    """This thread's connection to one URI (and an open of ours that outlived its deadline)."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
         self.conn: Any = None
-        self.attempt: _Attempt | None = None
+        self.late: _Attempt | None = None
 
 
-_slots: dict[str, _Slot] = {}
-_slots_lock = threading.Lock()
+# Connections are per calling thread: libvirt wakes only one of the calls waiting on a connection when
+# keepalive gives up on a host, and the others would hang until the host answers again. Opens are shared per
+# URI: a thread that finds another thread's open of the same URI under way waits for it (or fails fast once
+# it has outlived its deadline) instead of starting a second one to a host that may not answer.
+_local = threading.local()
+_inflight: dict[str, _Attempt] = {}
+_inflight_lock = threading.Lock()
 
 
 def _after_fork_in_child() -> None:
-    global _slots_lock
-    _slots_lock = threading.Lock()
-    _slots.clear()  # the parent's connections (and helper threads) are not ours
+    global _local, _inflight_lock
+    _local = threading.local()  # the parent's connections (and helper threads) are not ours
+    _inflight_lock = threading.Lock()
+    _inflight.clear()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _slot(uri: str) -> _Slot:
-    with _slots_lock:
-        return _slots.setdefault(uri, _Slot())
+    slots: dict[str, _Slot] | None = getattr(_local, "slots", None)
+    if slots is None:
+        slots = _local.slots = {}
+    return slots.setdefault(uri, _Slot())
 
 
 def _alive(lv: Any, conn: Any) -> bool:
@@ -200,54 +210,75 @@ def _close(conn: Any) -> None:
             conn.close()
 
 
-def _open(uri: str, settings: ConnectSettings) -> tuple[Any, bool]:
-    """``(conn, cached)``: the live cached connection, or a new one opened within the deadline."""
-    lv = _libvirt()
-    slot = _slot(uri)
-    stale = None
-    with slot.lock:
-        if slot.conn is not None:
-            if _alive(lv, slot.conn):
-                return slot.conn, True
-            slot.conn, stale = None, slot.conn
-        attempt = slot.attempt
-        if attempt is not None and attempt.done.is_set():
-            slot.attempt = None
-            if attempt.conn is not None:  # an open that finished after its caller had given up
-                slot.conn = attempt.conn
-            attempt = None
-        if attempt is None and slot.conn is None:
-            attempt = slot.attempt = _Attempt(lv, uri, settings)
-        elif attempt is not None and time.monotonic() >= attempt.deadline:
-            age = time.monotonic() - attempt.started
-            raise ConnectionFailed(
-                f"cannot connect to {uri}: an earlier connection attempt has had no answer for {age:.0f} s; "
-                "no other attempt is made until it ends",
-                host=uri,
-                code="CONNECT_HANGING",
-            )
-        conn = slot.conn
-    _close(stale)
-    if attempt is None:
-        return conn, False
+def _hanging(uri: str, attempt: _Attempt) -> ConnectionFailed:
+    age = time.monotonic() - attempt.started
+    return ConnectionFailed(
+        f"cannot connect to {uri}: an earlier connection attempt has had no answer for {age:.0f} s; "
+        "no other attempt is made until it ends",
+        host=uri,
+        code="CONNECT_HANGING",
+    )
+
+
+def _wait(uri: str, attempt: _Attempt) -> Any:
+    """The connection ``attempt`` opened within its deadline, or the exception to raise."""
     if not attempt.done.wait(max(0.0, attempt.deadline - time.monotonic())):
         raise ConnectionFailed(
             f"cannot connect to {uri}: no answer within {attempt.timeout_s:g} s", host=uri, code="CONNECT_TIMEOUT"
         )
-    with slot.lock:
-        if slot.attempt is attempt:
-            slot.attempt = None
-        error = attempt.error
-        if error is not None:  # every waiter of this attempt gets its own exception
-            code = error.code if isinstance(error, ConnectionFailed) else "NO_CONNECT"
-            raise ConnectionFailed(f"cannot connect to {uri}: {error}", host=uri, code=code) from error
-        if slot.conn is None:
-            slot.conn = attempt.conn
+    error = attempt.error
+    if error is not None:  # every waiter of this attempt gets its own exception
+        code = error.code if isinstance(error, ConnectionFailed) else "NO_CONNECT"
+        raise ConnectionFailed(f"cannot connect to {uri}: {error}", host=uri, code=code) from error
+    return attempt.conn
+
+
+def _open(uri: str, settings: ConnectSettings) -> tuple[Any, bool]:
+    """``(conn, cached)``: this thread's live connection, or a new one opened within the deadline."""
+    lv = _libvirt()
+    slot = _slot(uri)
+    if slot.conn is not None:
+        if _alive(lv, slot.conn):
+            return slot.conn, True
+        _close(slot.conn)
+        slot.conn = None
+    if slot.late is not None and slot.late.done.is_set():  # an open that finished after we had given up
+        late, slot.late = slot.late, None
+        if late.conn is not None and _alive(lv, late.conn):
+            slot.conn = late.conn
+            return slot.conn, False
+    give_up = time.monotonic() + 3 * settings.connect_timeout_s
+    while time.monotonic() < give_up:  # other threads' opens of a healthy host end quickly: then open ours
+        with _inflight_lock:
+            other = _inflight.get(uri)
+            if other is not None and other.done.is_set():
+                del _inflight[uri]
+                other = None
+            if other is not None and time.monotonic() >= other.deadline:
+                raise _hanging(uri, other)
+            mine = _Attempt(lv, uri, settings) if other is None else None
+            if mine is not None:
+                _inflight[uri] = mine
+        if other is not None:  # another thread is opening this URI: share its outcome, not its connection
+            _wait(uri, other)
+            continue
+        assert mine is not None
+        try:
+            slot.conn = _wait(uri, mine)
+        except ConnectionFailed as exc:
+            if exc.code == "CONNECT_TIMEOUT":
+                slot.late = mine  # stays in flight: later callers fail fast until it ends
+            raise
+        with _inflight_lock:
+            if _inflight.get(uri) is mine:
+                del _inflight[uri]
         return slot.conn, False
+    raise ConnectionFailed(f"cannot connect to {uri}: other threads kept opening it", host=uri,
+                           code="CONNECT_TIMEOUT")
 
 
 def connection(uri: str, settings: ConnectSettings = DEFAULT) -> Any:
-    """The open ``virConnect`` for ``uri``: the cached one while alive, a new one otherwise.
+    """This thread's open ``virConnect`` for ``uri``: the cached one while alive, a new one otherwise.
 
     No breaker here: :func:`call` is the way drivers use a host; this is for callers that hold the
     connection themselves (and for tests).
@@ -256,24 +287,19 @@ def connection(uri: str, settings: ConnectSettings = DEFAULT) -> Any:
 
 
 def connecting(uri: str) -> float | None:
-    """How long an open of ``uri`` has been under way (seconds), or None when none is."""
-    with _slots_lock:
-        slot = _slots.get(uri)
-    if slot is None:
-        return None
-    with slot.lock:
-        attempt = slot.attempt
-        return None if attempt is None or attempt.done.is_set() else time.monotonic() - attempt.started
+    """How long an open of ``uri`` (by any thread) has been under way (seconds), or None when none is."""
+    with _inflight_lock:
+        attempt = _inflight.get(uri)
+    return None if attempt is None or attempt.done.is_set() else time.monotonic() - attempt.started
 
 
 def drop(uri: str, conn: Any = None) -> None:
-    """Forget (and close) the cached connection of ``uri``; with ``conn``, only if it is still that one."""
+    """Forget (and close) this thread's connection to ``uri``; with ``conn``, only if it is still that one."""
     slot = _slot(uri)
-    with slot.lock:
-        found = slot.conn
-        if found is None or (conn is not None and found is not conn):
-            return
-        slot.conn = None
+    found = slot.conn
+    if found is None or (conn is not None and found is not conn):
+        return
+    slot.conn = None
     _close(found)
 
 

@@ -344,6 +344,23 @@ class LibvirtDriver:
         if src_dom is not None and not src_dom.isActive() and self._ours(src_dom) is not None:
             src_dom.undefineFlags(self._lv().VIR_DOMAIN_UNDEFINE_MANAGED_SAVE)
 
+    def migration_in_progress(self, vm_id: str) -> bool:
+        """The source domain has an outgoing migration job (a managed migration ends with its client)."""
+        lv = self._lv()
+
+        def busy(conn: Any) -> bool:
+            dom = self._lookup(conn, vm_id)
+            if dom is None:
+                return False
+            try:
+                return bool(dom.jobInfo()[0] not in (lv.VIR_DOMAIN_JOB_NONE, lv.VIR_DOMAIN_JOB_COMPLETED))
+            except lv.libvirtError as exc:
+                if exc.get_error_code() == lv.VIR_ERR_NO_DOMAIN:
+                    return False
+                raise
+
+        return self._call(busy, f"migration job of {vm_id}")
+
     def close(self) -> None:
         """Drop this host's cached connection (it is re-opened on the next call)."""
         drop(self.uri)

@@ -267,5 +267,14 @@ class ProxmoxDriver:
             raise InvalidState(f"cannot migrate from {self.kind} to {target.kind}", host=self.uri)
         return migrate(self.pve, vm_id, target.pve, timeout_s=timeout_s, progress=progress, started=started)
 
+    def migration_in_progress(self, vm_id: str) -> bool:
+        """A qmigrate task of the VM still runs on this node, or its config is locked for a migration."""
+        found = self.pve.locate(vm_id)
+        if found is None:
+            return False
+        entry, cfg = found
+        vmid = int(entry["vmid"])
+        return cfg.get("lock") == "migrate" or self.client.active_task(self.node, vmid, ("qmigrate",)) is not None
+
     def close(self) -> None:
         """Sessions are per thread and closed with their thread; nothing else to release."""

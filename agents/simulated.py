@@ -300,5 +300,10 @@ class SimulatedDriver:
             if progress is not None:
                 progress((i + 1) / (steps + 1))
 
+    def migration_in_progress(self, vm_id: str) -> bool:
+        """A simulated migration runs in the process that started it and ends with it: never in flight here."""
+        self._host("get")
+        return False
+
     def close(self) -> None:
         """Nothing to release: the data center lives on in its store."""

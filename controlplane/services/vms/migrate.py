@@ -11,8 +11,9 @@ we hoped (:func:`settle_failed_migration`).
 from __future__ import annotations
 
 import logging
+import time
 
-from agents import DomainState, DriverError
+from agents import DomainState, DriverError, HypervisorDriver
 from controlplane.context import SYSTEM, Principal
 from controlplane.core.audit import audited
 from controlplane.core.authz import require_operator
@@ -67,7 +68,8 @@ def run_migrate(op_id: str) -> None:
         source, target = db.session.get(Host, vm.host_id), db.session.get(Host, vm.migration_target_id)
         assert source is not None and target is not None
         src, dst, vm_id = driver_for(source), driver_for(target), vm.id
-    if took_over:  # the worker that ran it died: ask both hypervisors, never start it twice
+    if took_over:  # the worker that ran it died: never start it twice; let a running one end, then ask
+        _wait_for_the_hypervisor(src, vm_id)
         settle_failed_migration(op_id, "the worker running the migration stopped before it finished",
                                 accept_target=True)
         return
@@ -89,6 +91,25 @@ def run_migrate(op_id: str) -> None:
             stopped = info is not None and info.state == DomainState.STOPPED
             transition(vm, VMState.STOPPED if stopped else VMState.ACTIVE)
             finish_op(op, True)
+
+
+MIGRATION_TIMEOUT_S = 600.0
+POLL_S = 2.0
+
+
+def _wait_for_the_hypervisor(src: HypervisorDriver, vm_id: str) -> None:
+    """A migration can outlive the worker that started it (a Proxmox task goes on): wait until the source
+    hypervisor has no migration of the VM in flight (at most the migration deadline), so that asking both
+    hosts afterwards finds the guest where it stays."""
+    deadline = time.monotonic() + MIGRATION_TIMEOUT_S
+    while time.monotonic() < deadline:
+        try:
+            if not src.migration_in_progress(vm_id):
+                return
+        except DriverError as exc:  # cannot tell: settle from what the hosts report now
+            log.warning("migration of %s: cannot ask %s whether it still runs: %s", vm_id, src.uri, exc)
+            return
+        time.sleep(POLL_S)  # a worker waiting for the hypervisor (its lease is renewed meanwhile)
 
 
 def settle_failed_migration(op_id: str, reason: str, *, accept_target: bool = False) -> None:

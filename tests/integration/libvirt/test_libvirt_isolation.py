@@ -193,3 +193,43 @@ def test_keepalive_fails_calls_to_a_host_that_stopped_answering(lab, d3):
     assert host_status("libvirt", h3.uri).state != BreakerState.CLOSED
     assert drv.host_facts().host_uuid == h3.host_uuid  # the probe opens a new connection to the resumed daemon
     assert host_status("libvirt", h3.uri).state == BreakerState.CLOSED
+
+
+def test_keepalive_ends_every_call_waiting_on_a_stopped_host(lab, d3):
+    """Several worker threads calling one host that stops: each has its own connection, so keepalive ends
+    every call (on one shared connection libvirt woke one call and left the others hanging)."""
+    h3 = host(lab, 3)
+    assert h3.pid is not None
+    options = {"connect_timeout": "2", "keepalive_interval": "1", "keepalive_count": "2", "breaker_cool_down": "0"}
+    drv = _libvirt_driver(h3.uri, **options)
+    ready = threading.Barrier(4)
+    outcomes: list[BaseException | None] = [None, None, None]
+
+    def worker(i: int) -> None:
+        drv.list_domains()  # this thread's connection, opened while the host answers
+        ready.wait(10)
+        ready.wait(10)  # the host is stopped now
+        try:
+            drv.host_facts()
+        except ConnectionFailed as exc:
+            outcomes[i] = exc
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    ready.wait(10)
+    os.kill(h3.pid, signal.SIGSTOP)
+    try:
+        ready.wait(10)
+        started = time.monotonic()
+        for t in threads:
+            t.join(3 + 2 * SLACK_S)
+        elapsed = time.monotonic() - started
+        still_waiting = [t for t in threads if t.is_alive()]
+    finally:
+        os.kill(h3.pid, signal.SIGCONT)
+    for t in threads:
+        t.join(30)
+    assert still_waiting == [], f"{len(still_waiting)} calls hung on the stopped host"
+    assert all(isinstance(o, ConnectionFailed) for o in outcomes), outcomes
+    assert elapsed < 3 + 2 * SLACK_S
