@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from cryptography.fernet import Fernet
 
 from tests.databases import fresh_database
 
@@ -46,6 +47,7 @@ class Stack:
     logs: Path
     operator_token: str = ""
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    generation: int = 0  # processes started so far (names restarted workers apart)
 
     def call(self, method: str, path: str, token: str | None = None, json: Any = None,
              headers: dict[str, str] | None = None) -> Reply:
@@ -69,6 +71,17 @@ class Stack:
                 raise AssertionError(f"operation {op_id} still {op['status']} after {timeout}s; logs in {self.logs}")
             time.sleep(0.1)
 
+    def wait_host_enabled(self, host_id: str, timeout: float = 30.0) -> dict[str, Any]:
+        """A registered host takes VMs once its first health check has passed."""
+        deadline = time.monotonic() + timeout
+        while True:
+            host = self.ok("GET", f"/v1/hosts/{host_id}")
+            if host["state"] == "enabled":
+                return host  # type: ignore[no-any-return]
+            if time.monotonic() > deadline:
+                raise AssertionError(f"host {host['name']} still {host['state']} ({host.get('state_reason')})")
+            time.sleep(0.1)
+
     def log_tail(self, name: str, lines: int = 40) -> str:
         path = self.logs / f"{name}.log"
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
@@ -87,9 +100,43 @@ def _run(args: list[str], env: dict[str, str]) -> str:
     return done.stdout
 
 
+def _commands(tmp: Path, port: int, generation: int) -> dict[str, list[str]]:
+    celery = str(BIN / "celery")
+    return {
+        "api": [str(BIN / "confluencia"), "serve"],
+        # each worker started gets a name of its own (a restarted worker is another worker)
+        "worker": [celery, "-A", "controlplane.worker", "worker", "--pool", "threads", "--concurrency", "4",
+                   "--loglevel", "INFO", "--without-heartbeat", "--without-mingle", "--without-gossip",
+                   "--hostname", f"e2e-{port}-{generation}@%h"],
+        "beat": [celery, "-A", "controlplane.worker", "beat", "--loglevel", "INFO",
+                 "--schedule", str(tmp / "beat-schedule"), "--pidfile", str(tmp / "beat.pid")],
+    }
+
+
+def start_process(stack: Stack, name: str) -> subprocess.Popen[bytes]:
+    """Start (or start again) the API, a worker or the beat; output appended to ``<logs>/<name>.log``."""
+    stack.generation += 1
+    port = int(stack.base.rsplit(":", 1)[1])
+    cmd = _commands(stack.logs, port, stack.generation)[name]
+    with (stack.logs / f"{name}.log").open("ab") as out:
+        proc = subprocess.Popen(cmd, env=stack.env, stdout=out, stderr=subprocess.STDOUT,
+                                preexec_fn=_die_with_parent)
+    stack.procs[name] = proc
+    return proc
+
+
+def kill_process(stack: Stack, name: str, sig: int = signal.SIGKILL) -> None:
+    """Send ``sig`` to one process of the stack (kill -9 by default) and wait until it is gone."""
+    proc = stack.procs[name]
+    proc.send_signal(sig)
+    proc.wait(timeout=20)
+
+
 @contextmanager
-def running_stack(tmp: Path, broker_url: str, extra_env: dict[str, str] | None = None) -> Iterator[Stack]:
-    """Start API + worker on a fresh database; stop both and drop the database afterwards."""
+def running_stack(tmp: Path, broker_url: str, extra_env: dict[str, str] | None = None, *,
+                  beat: bool = False) -> Iterator[Stack]:
+    """Start API + worker (+ ``celery beat`` with ``beat``) on a fresh database; stop them and drop the
+    database afterwards."""
     import redis
 
     redis.Redis.from_url(broker_url).flushdb()  # no task of an earlier run may reach this worker
@@ -97,21 +144,15 @@ def running_stack(tmp: Path, broker_url: str, extra_env: dict[str, str] | None =
         port = free_port()
         env = {**os.environ, "DATABASE_URL": db_url, "CELERY_BROKER_URL": broker_url,
                "CONFLUENCIA_EMBEDDED_WORKER": "0", "CONFLUENCIA_BIND": f"127.0.0.1:{port}",
-               "CONFLUENCIA_SECRET_KEY": "e2e", "PYTHONUNBUFFERED": "1", **(extra_env or {})}
+               "CONFLUENCIA_SECRET_KEY": "e2e", "PYTHONUNBUFFERED": "1",
+               "CONFLUENCIA_DATA_KEY": Fernet.generate_key().decode(),  # API and worker share it
+               **(extra_env or {})}
         stack = Stack(base=f"http://127.0.0.1:{port}", env=env, logs=tmp)
         _run([str(BIN / "confluencia"), "db", "upgrade"], env)
         stack.operator_token = _run([str(BIN / "confluencia"), "bootstrap-operator"], env).strip().splitlines()[-1]
-        commands = {
-            "api": [str(BIN / "confluencia"), "serve"],
-            "worker": [str(BIN / "celery"), "-A", "controlplane.worker", "worker", "--pool", "threads",
-                       "--concurrency", "4", "--loglevel", "INFO", "--without-heartbeat", "--without-mingle",
-                       "--without-gossip", "--hostname", f"e2e-{port}@%h"],
-        }
         try:
-            for name, cmd in commands.items():
-                out = (tmp / f"{name}.log").open("wb")
-                stack.procs[name] = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                                     preexec_fn=_die_with_parent)
+            for name in ("api", "worker", "beat") if beat else ("api", "worker"):
+                start_process(stack, name)
             deadline = time.monotonic() + 60
             while True:
                 with suppress(requests.ConnectionError):
@@ -123,7 +164,8 @@ def running_stack(tmp: Path, broker_url: str, extra_env: dict[str, str] | None =
             yield stack
         finally:
             for proc in stack.procs.values():
-                proc.terminate()
+                if proc.poll() is None:
+                    proc.terminate()
             for proc in stack.procs.values():
                 try:
                     proc.wait(timeout=20)
@@ -132,14 +174,19 @@ def running_stack(tmp: Path, broker_url: str, extra_env: dict[str, str] | None =
                     proc.wait()
 
 
-def setup_tenant(stack: Stack, hosts: list[dict[str, Any]], flavor: dict[str, Any]) -> dict[str, str]:
-    """Register hosts and a flavor, create a municipality with an admin; returns names -> ids/tokens."""
+def setup_tenant(stack: Stack, hosts: list[dict[str, Any]], flavor: dict[str, Any],
+                 quota: dict[str, int] | None = None) -> dict[str, str]:
+    """Register hosts and a flavor, create a municipality with an admin; returns names -> ids/tokens.
+    ``quota`` overrides the municipality's quota fields (``quota_vms`` etc.)."""
     ids: dict[str, str] = {}
     for h in hosts:
         ids[h["name"]] = stack.ok("POST", "/v1/hosts", json=h)["id"]
+    for host_id in list(ids.values()):
+        stack.wait_host_enabled(host_id)
     stack.ok("POST", "/v1/flavors", json=flavor)
     tenant = stack.ok("POST", "/v1/tenants", json={"slug": "e2e", "name": "Municipio E2E", "quota_vcpus": 64,
-                                                   "quota_ram_mib": 65536, "quota_disk_gib": 1000, "quota_vms": 30})
+                                                   "quota_ram_mib": 65536, "quota_disk_gib": 1000, "quota_vms": 30,
+                                                   **(quota or {})})
     user = stack.ok("POST", "/v1/users", json={"username": "admin@e2e", "role": "admin", "tenant_id": tenant["id"]})
     ids["tenant"] = tenant["id"]
     ids["token"] = stack.ok("POST", "/v1/tokens", json={"user_id": user["id"], "name": "e2e"})["token"]

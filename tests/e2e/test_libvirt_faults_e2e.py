@@ -26,13 +26,24 @@ def env(lab: Any, broker_url: str, tmp_path_factory: pytest.TempPathFactory) -> 
     from tests.lab.session import driver_options, host
 
     hosts = [host(lab, i) for i in (1, 2, 3)]
-    with running_stack(tmp_path_factory.mktemp("e2e-faults"), broker_url) as stack:
+    # a host that could not be reached is marked down at once; the beat's health check brings it back
+    with running_stack(tmp_path_factory.mktemp("e2e-faults"), broker_url, {"CONFLUENCIA_HEALTH_CHECK_S": "1"},
+                       beat=True) as stack:
         ids = setup_tenant(stack, [
             # hv3 is the largest: on an empty cluster placement chooses it first
             {"name": h.name, "driver": "libvirt", "uri": h.uri, "options": driver_options(h), "vcpus": 4,
              "ram_mib": 1024 if i == 2 else 512, "disk_gib": 20, "cpu_ratio": 1.0} for i, h in enumerate(hosts)
         ], {"name": "lab.tiny", "vcpus": 1, "ram_mib": 32, "disk_gib": 1})
         yield stack, {**ids, "uris": {h.name: h.uri for h in hosts}, "names": [h.name for h in hosts]}
+
+
+@pytest.fixture(autouse=True)
+def hosts_back(env: tuple[Stack, dict]) -> Iterator[None]:
+    """Every test restarts the daemons it killed; the next one starts when the health check has seen them."""
+    yield
+    stack, ctx = env
+    for name in ctx["names"]:
+        stack.wait_host_enabled(ctx[name], timeout=60)
 
 
 def _running_on(ctx: dict, vm_id: str) -> list[str]:
