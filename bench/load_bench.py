@@ -28,7 +28,7 @@ BIN = Path(sys.executable).parent
 PG = os.environ.get("BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
 CLIENTS, SECONDS, WARMUP_S = 50, 30.0, 5.0
-HOSTS, TENANTS = 40, 10
+HOSTS, TENANTS = int(os.environ.get("BENCH_HOSTS", "40")), int(os.environ.get("BENCH_TENANTS", "10"))
 
 SETUP = r"""
 from controlplane.app import create_core_app
@@ -112,7 +112,7 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-def main(clients: int = CLIENTS, seconds: float = SECONDS, workers: int = 4, threads: int = 4) -> dict[str, Any]:
+def main(clients: int = CLIENTS, seconds: float = SECONDS, workers: int = 4, threads: int = 3) -> dict[str, Any]:
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 

@@ -25,6 +25,9 @@ class PlacementResult:
     rejections: dict[str, int] = field(default_factory=dict)
     failed_vm: str | None = None
     scores: dict[str, float] = field(default_factory=dict)
+    # one VM requested: every feasible host, best first (the chosen host is the first), so a caller that
+    # finds the best one busy can try the next without placing again
+    ranking: tuple[str, ...] = ()
 
     @property
     def host(self) -> str | None:
@@ -99,6 +102,7 @@ def place(
         order.sort(key=lambda i: (-float(np.max(np.asarray(request.vms[i].demand) / mean_cap)), i))
     chosen: dict[str, str] = {}
     scores: dict[str, float] = {}
+    ranking: tuple[str, ...] = ()
     for i in order:
         vm = request.vms[i]
         cand = _candidate(vm)
@@ -115,6 +119,8 @@ def place(
             )
         total = total_score(state, cand, hosts, scorers)
         best = int(hosts[int(np.argmin(total))])
+        if len(order) == 1:  # stable: equal scores keep the host order, so the first is argmin's choice
+            ranking = tuple(comp.host_ids[int(h)] for h in hosts[np.argsort(total, kind="stable")])
         state.add_vm(best, cand.demand, cand.anti, cand.aff)
         chosen[vm.id] = comp.host_ids[best]
         scores[vm.id] = float(total.min())
@@ -125,4 +131,5 @@ def place(
         objective_before=before,
         objective_after=state.objective(),
         scores=scores,
+        ranking=ranking,
     )

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
 from controlplane import context, queue
 from controlplane.context import Principal
@@ -78,21 +78,17 @@ def record(
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
     operation_id: str | None = None,
-) -> AuditEntry:
+) -> None:
     """Append an entry in the current transaction (sealed into the chain after commit).
 
     For an entry about a model object use :func:`audited`; this is for entries without one (a domain
-    that reconcile removed, for example)."""
-    entry = AuditEntry(
-        at=utcnow().replace(microsecond=0), actor_id=actor.user_id,
-        actor_name=actor.username, actor_role=actor.role, tenant_id=tenant_id, action=action,
-        target_type=target_type, target_id=target_id, request_id=context.request_id.get(),
-        operation_id=operation_id or context.operation_id.get(),
-        before=_jsonable(before), after=_jsonable(after),
-    )
-    db.session.add(entry)
+    that reconcile removed, for example). A plain INSERT, not an ORM object: it is on every request's path."""
+    db.session.execute(insert(AuditEntry).values(
+        at=utcnow().replace(microsecond=0), actor_id=actor.user_id, actor_name=actor.username,
+        actor_role=actor.role, tenant_id=tenant_id, action=action, target_type=target_type, target_id=target_id,
+        request_id=context.request_id.get(), operation_id=operation_id or context.operation_id.get(),
+        before=_jsonable(before), after=_jsonable(after)))
     after_commit(_nudge_sealer)
-    return entry
 
 
 _last_nudge = [0.0]
@@ -140,7 +136,7 @@ def audited(actor: Principal, action: str, obj: object, *, created: bool = False
     target_type, before = view_of(obj)
     change = Change(action=action, extra=dict(extra))
     yield change
-    if created:
+    if created and getattr(obj, "id", None) is None:
         db.session.flush()  # the object's id and defaults
     _, now = view_of(obj)
     after: dict[str, Any] | None = None if change.removed else now | change.extra

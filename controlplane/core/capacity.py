@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Subquery, event, func, insert, inspect, select, union_all, update
+from sqlalchemy import Subquery, bindparam, event, func, insert, inspect, select, union_all, update
 from sqlalchemy.orm import Session
 
 from controlplane.db import db
@@ -115,13 +115,23 @@ def _apply_claims(session: Session, _context: Any, _instances: Any) -> None:
     _add(session, TenantUsage, TenantUsage.tenant_id, tenants)
 
 
+def _adder(model: Any, key: Any) -> Any:
+    """``UPDATE <totals> SET v = v + :dv, ... WHERE <key> = :ident``, built once (it runs on every claim)."""
+    return (update(model).where(key == bindparam("ident")).values(
+        vcpus=model.vcpus + bindparam("dv"), ram_mib=model.ram_mib + bindparam("dr"),
+        disk_gib=model.disk_gib + bindparam("dd"), vms=model.vms + bindparam("dn"))
+        .execution_options(synchronize_session=False))
+
+
+_ADD = {HostAllocation: _adder(HostAllocation, HostAllocation.host_id),
+        TenantUsage: _adder(TenantUsage, TenantUsage.tenant_id)}
+
+
 def _add(session: Session, model: Any, key: Any, deltas: dict[str, Delta]) -> None:
     for ident, (vcpus, ram, disk, vms) in sorted(deltas.items()):  # sorted: the same lock order everywhere
         if not (vcpus or ram or disk or vms):
             continue
-        done = session.execute(update(model).where(key == ident).values(
-            vcpus=model.vcpus + vcpus, ram_mib=model.ram_mib + ram, disk_gib=model.disk_gib + disk,
-            vms=model.vms + vms).execution_options(synchronize_session=False))
+        done = session.execute(_ADD[model], {"ident": ident, "dv": vcpus, "dr": ram, "dd": disk, "dn": vms})
         if not getattr(done, "rowcount", 1):
             session.execute(insert(model).values({key.key: ident, "vcpus": vcpus, "ram_mib": ram,
                                                   "disk_gib": disk, "vms": vms}))

@@ -19,10 +19,10 @@ from controlplane.models.base import new_id, utcnow
 
 def new_operation(kind: OpKind, actor: Principal, *, target_type: str, target_id: str,
                   tenant_id: str | None) -> Operation:
-    op = Operation(kind=kind.value, tenant_id=tenant_id, target_type=target_type, target_id=target_id,
-                   status=OpStatus.PENDING.value, created_by=actor.user_id, request_id=request_id.get())
-    db.session.add(op)
-    db.session.flush()
+    op = Operation(id=new_id(), kind=kind.value, tenant_id=tenant_id, target_type=target_type,
+                   target_id=target_id, status=OpStatus.PENDING.value, created_by=actor.user_id,
+                   request_id=request_id.get(), created_at=utcnow(), attempts=0, progress=0)
+    db.session.add(op)  # written with the rest of the transaction (its id is ours already)
     return op
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from controlplane.core import capacity
 from controlplane.core.lookups import anti_affinity_key
@@ -79,12 +79,7 @@ def build_snapshot(tenant_id: str, anti_affinity_group: str | None) -> ClusterSn
             vms.append(VMSnapshot(id=f"{m.id}@{hid}", host=hid, demand=(m.vcpus, m.ram_mib, m.disk_gib),
                                   tenant=m.tenant_id, pinned=True,
                                   anti_affinity=anti_affinity_key(m.tenant_id, anti_affinity_group)))
-    draining = (select(Plan.id).where(Plan.kind == "drain", Plan.host_id == Host.id,
-                                      Plan.status.in_(ACTIVE_PLAN_STATES)).exists())
-    a = HostAllocation
-    rows = db.session.execute(  # columns, not ORM objects: this runs for every placement
-        select(Host.id, Host.state, Host.zone, *HOST_CAPACITY, a.vcpus, a.ram_mib, a.disk_gib, draining)
-        .outerjoin(a, a.host_id == Host.id))
+    rows = db.session.execute(_SNAPSHOT)  # columns, not ORM objects: this runs for every placement
     snap_hosts = []
     for host_id, state, zone, *cap, v, r, d, drained in rows:
         own = member_load.get(host_id, (0.0, 0.0, 0.0))
@@ -99,10 +94,36 @@ HOST_CAPACITY = (Host.vcpus, Host.ram_mib, Host.disk_gib, Host.reserved_vcpus, H
                  Host.reserved_disk_gib, Host.cpu_ratio, Host.ram_ratio, Host.disk_ratio)
 
 
+_DRAINING = (select(Plan.id).where(Plan.kind == "drain", Plan.host_id == Host.id,
+                                   Plan.status.in_(ACTIVE_PLAN_STATES)).exists())
+_SNAPSHOT = (select(Host.id, Host.state, Host.zone, *HOST_CAPACITY, HostAllocation.vcpus, HostAllocation.ram_mib,
+                    HostAllocation.disk_gib, _DRAINING)
+             .outerjoin(HostAllocation, HostAllocation.host_id == Host.id))
+
+
 def capacity_of(vcpus: int, ram: int, disk: int, r_vcpus: int, r_ram: int, r_disk: int, cpu_ratio: float,
                 ram_ratio: float, disk_ratio: float) -> tuple[float, float, float]:
     """:meth:`Host.capacity` from the columns."""
     return (max(vcpus - r_vcpus, 0) * cpu_ratio, max(ram - r_ram, 0) * ram_ratio, max(disk - r_disk, 0) * disk_ratio)
+
+
+CANDIDATES = 8  # hosts tried in rank order before waiting for the best busy one
+# built once: they run on every placement
+_LOCKED = (select(Host, HostAllocation.vcpus, HostAllocation.ram_mib, HostAllocation.disk_gib)
+           .join(HostAllocation, HostAllocation.host_id == Host.id).where(Host.id == bindparam("host_id")))
+_LOCK_WAIT = _LOCKED.with_for_update(of=(Host, HostAllocation))
+_LOCK_SKIP = _LOCKED.with_for_update(of=(Host, HostAllocation), skip_locked=True)
+
+
+def _lock(host_id: str, wait: bool) -> tuple[Host, capacity.Usage] | None:
+    """The host row and its totals row, locked (None when ``not wait`` and another claim holds them).
+
+    Both rows are locked, so PostgreSQL re-reads the totals the claim before ours committed (a row only
+    joined, not locked, would be read as it was when this statement started)."""
+    row = db.session.execute(_LOCK_WAIT if wait else _LOCK_SKIP, {"host_id": host_id}).first()
+    if row is None:
+        return None
+    return row[0], capacity.Usage(int(row[1] or 0), int(row[2] or 0), int(row[3] or 0))
 
 
 def choose_and_claim(vm: VM, exclude: set[str] | None = None) -> Host:
@@ -110,24 +131,16 @@ def choose_and_claim(vm: VM, exclude: set[str] | None = None) -> Host:
 
     Runs inside the caller's transaction. The chosen host's row is locked and its allocation re-read
     under the lock, so concurrent requests never over-commit it (on a lost race we place again). A host
-    whose row another claim holds is skipped (PostgreSQL ``SKIP LOCKED``) in favour of the next best one,
-    so concurrent requests spread over the hosts instead of queueing on the best; the last attempt waits.
+    whose row another claim holds is skipped (PostgreSQL ``SKIP LOCKED``) in favour of the next one in the
+    placement's ranking, so concurrent requests spread over the hosts instead of queueing on the best.
     """
     demand = Demand(vm.vcpus, vm.ram_mib, vm.disk_gib)
     excluded = set(exclude or ())
-    busy: set[str] = set()  # hosts whose row another claim holds right now: try the next best first
-    snapshot: ClusterSnapshot | None = None
-    for attempt in range(MAX_CLAIM_ATTEMPTS):
-        if snapshot is None:  # rebuilt after a lost race only; skipping a busy host re-ranks the same one
-            snapshot = build_snapshot(vm.tenant_id, vm.anti_affinity_group)
-        request = PlacementRequest(
+    for _ in range(MAX_CLAIM_ATTEMPTS):
+        result = place(build_snapshot(vm.tenant_id, vm.anti_affinity_group), PlacementRequest(
             vms=[VMRequest(id=vm.id, demand=demand.vector, tenant=vm.tenant_id,
                            anti_affinity=anti_affinity_key(vm.tenant_id, vm.anti_affinity_group))],
-            exclude_hosts=frozenset(excluded | busy))
-        result = place(snapshot, request)
-        if not result.ok and busy:  # only busy hosts can take it: wait for one of them
-            busy.clear()
-            continue
+            exclude_hosts=frozenset(excluded)))
         if not result.ok:
             why = explain(result.rejections)
             raise InsufficientCapacity(
@@ -136,23 +149,24 @@ def choose_and_claim(vm: VM, exclude: set[str] | None = None) -> Host:
                     f"Ningún host puede alojar una VM de {vm.vcpus} vCPU, {vm.ram_mib} MiB de RAM y "
                     f"{vm.disk_gib} GiB de disco: {why.es}."),
                 reasons=dict(result.rejections))
-        host_id = result.assignments[vm.id]
-        wait = attempt == MAX_CLAIM_ATTEMPTS - 1
-        # both rows locked: PostgreSQL then re-reads the allocation that the claim before ours committed
-        # (a row only joined, not locked, would be read as it was when this statement started)
-        locked = db.session.execute(
-            select(Host, HostAllocation.vcpus, HostAllocation.ram_mib, HostAllocation.disk_gib)
-            .join(HostAllocation, HostAllocation.host_id == Host.id).where(Host.id == host_id)
-            .with_for_update(of=(Host, HostAllocation), skip_locked=not wait)).first()
-        if locked is None:  # another request is claiming this host: spread instead of queueing behind it
-            busy.add(host_id)
-            continue
-        host, used = locked[0], capacity.Usage(int(locked[1] or 0), int(locked[2] or 0), int(locked[3] or 0))
-        # the allocation is read under the host's row lock: every claim on a host takes that lock first
-        if host.state == HostState.ENABLED and capacity.fits(host, used, vm.vcpus, vm.ram_mib, vm.disk_gib):
-            vm.host_id = host.id
-            return host
-        excluded.add(host_id)  # lost a race for this host; look again at a fresh snapshot
-        snapshot = None
+        # the best host whose row no other claim holds; if every one is busy, wait for the best
+        busy: list[str] = []
+        for host_id, wait in [*((h, False) for h in result.ranking[:CANDIDATES]), ("", True)]:
+            if wait:
+                if not busy:
+                    break
+                host_id = busy[0]
+            locked = _lock(host_id, wait)
+            if locked is None:  # another request is claiming this host: spread instead of queueing
+                busy.append(host_id)
+                continue
+            host, used = locked
+            if host.state == HostState.ENABLED and capacity.fits(host, used, vm.vcpus, vm.ram_mib, vm.disk_gib):
+                vm.host_id = host.id
+                return host
+            excluded.add(host_id)  # lost a race for this host (full, or no longer enabled)
+            if wait:
+                break
+        # every candidate filled up meanwhile: place again on a fresh snapshot
     raise InsufficientCapacity(Msg("Hosts kept filling up while placing the VM; retry.",
                                    "Los hosts se llenaron mientras se ubicaba la VM; reintente."))

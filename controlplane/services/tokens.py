@@ -36,20 +36,21 @@ def authenticate(token: str | None) -> Principal:
     if not token:
         raise Unauthorized(Msg("Send an API token: 'Authorization: Bearer <token>'.",
                                "Envíe un token de API: 'Authorization: Bearer <token>'."))
-    row = db.session.execute(
-        select(ApiToken, User).join(User, ApiToken.user_id == User.id)
+    row = db.session.execute(  # columns, not ORM objects: this runs for every request
+        select(ApiToken.revoked_at, ApiToken.expires_at, User.disabled_at, User.id, User.username, User.role,
+               User.tenant_id).join(User, ApiToken.user_id == User.id)
         .where(ApiToken.token_hash == hash_token(token))
     ).first()
     now = utcnow()
     if row is None:
         raise Unauthorized(Msg("The API token is not valid.", "El token de API no es válido."))
-    tok, user = row
-    expires = _aware(tok.expires_at)
-    if tok.revoked_at is not None or user.disabled_at is not None:
+    revoked_at, expires_at, disabled_at, user_id, username, role, tenant_id = row
+    expires = _aware(expires_at)
+    if revoked_at is not None or disabled_at is not None:
         raise Unauthorized(Msg("The API token has been revoked.", "El token de API fue revocado."))
     if expires is not None and expires <= now:
         raise Unauthorized(Msg("The API token has expired.", "El token de API expiró."))
-    return Principal(user_id=user.id, username=user.username, role=user.role, tenant_id=user.tenant_id)
+    return Principal(user_id=user_id, username=username, role=role, tenant_id=tenant_id)
 
 
 def issue_token(actor: Principal, user_id: str, name: str,

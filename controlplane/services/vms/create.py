@@ -76,8 +76,8 @@ def create_vm(actor: Principal, data: VMRequestData) -> tuple[VM, Operation]:
 def _resolve_size(data: VMRequestData) -> tuple[str | None, int, int, int]:
     explicit = (data.vcpus, data.ram_mib, data.disk_gib)
     if data.flavor:
-        flavor = db.session.execute(
-            select(Flavor).where((Flavor.name == data.flavor) | (Flavor.id == data.flavor))).scalar_one_or_none()
+        flavor = db.session.execute(select(Flavor.id, Flavor.vcpus, Flavor.ram_mib, Flavor.disk_gib).where(
+            (Flavor.name == data.flavor) | (Flavor.id == data.flavor))).first()
         if flavor is None:
             raise ValidationFailed(Msg(f"Unknown flavor {data.flavor!r}; see GET /v1/flavors.",
                                        f"Flavor desconocido {data.flavor!r}; vea GET /v1/flavors."),

@@ -188,3 +188,30 @@ def exact_objective(hosts: list[HostSnapshot], vms: list[VMSnapshot]) -> float:
         mean = sum(utils) / len(utils)
         total += math.sqrt(sum((u - mean) ** 2 for u in utils) / len(utils))
     return total
+
+
+@settings(max_examples=60, deadline=None)
+@given(clusters())
+def test_ranking_starts_with_the_chosen_host_and_orders_by_resulting_balance(snap: ClusterSnapshot) -> None:
+    """One VM: every feasible host, best first; placing on the k-th host never balances better than on the
+    (k-1)-th (the ranking is what a caller falls back on when the best host is busy)."""
+    req = VMRequest(id="new", demand=tuple(1.0 for _ in snap.resources))
+    r = place(snap, PlacementRequest(vms=[req]))
+    if not r.ok:
+        assert r.ranking == ()
+        return
+    assert r.ranking[0] == r.host and len(set(r.ranking)) == len(r.ranking)
+    objectives = []
+    for host in r.ranking:
+        others = frozenset(h.id for h in snap.hosts if h.id != host)
+        alone = place(snap, PlacementRequest(vms=[req], exclude_hosts=others))
+        assert alone.ok and alone.host == host  # each ranked host is feasible
+        objectives.append(alone.objective_after)
+    # ranked by the total score: balance plus a headroom tie-breaker of weight 1e-6 (headroom is at most 1)
+    assert all(a <= b + 2e-6 for a, b in zip(objectives, objectives[1:], strict=False)), objectives
+
+
+def test_no_ranking_for_a_multi_vm_request() -> None:
+    r = place(_cluster(), PlacementRequest(vms=[VMRequest(id="a", demand=(1, 512, 1)),
+                                                VMRequest(id="b", demand=(1, 512, 1))]))
+    assert r.ok and r.ranking == ()
