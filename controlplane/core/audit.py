@@ -82,13 +82,18 @@ def record(
     """Append an entry in the current transaction (sealed into the chain after commit).
 
     For an entry about a model object use :func:`audited`; this is for entries without one (a domain
-    that reconcile removed, for example). A plain INSERT, not an ORM object: it is on every request's path."""
-    db.session.execute(insert(AuditEntry).values(
-        at=utcnow().replace(microsecond=0), actor_id=actor.user_id, actor_name=actor.username,
-        actor_role=actor.role, tenant_id=tenant_id, action=action, target_type=target_type, target_id=target_id,
-        request_id=context.request_id.get(), operation_id=operation_id or context.operation_id.get(),
-        before=_jsonable(before), after=_jsonable(after)))
+    that reconcile removed, for example). A plain INSERT on the connection, not an ORM object:
+    it is on every request's path."""
+    db.session.connection().execute(_INSERT_ENTRY, {
+        "at": utcnow().replace(microsecond=0), "actor_id": actor.user_id, "actor_name": actor.username,
+        "actor_role": actor.role, "tenant_id": tenant_id, "action": action, "target_type": target_type,
+        "target_id": target_id, "request_id": context.request_id.get(),
+        "operation_id": operation_id or context.operation_id.get(), "before": _jsonable(before),
+        "after": _jsonable(after)})
     after_commit(_nudge_sealer)
+
+
+_INSERT_ENTRY = insert(AuditEntry.__table__)  # built once; Core, so no ORM flush is forced here
 
 
 _last_nudge = [0.0]

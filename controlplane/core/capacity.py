@@ -117,10 +117,10 @@ def _apply_claims(session: Session, _context: Any, _instances: Any) -> None:
 
 def _adder(model: Any, key: Any) -> Any:
     """``UPDATE <totals> SET v = v + :dv, ... WHERE <key> = :ident``, built once (it runs on every claim)."""
-    return (update(model).where(key == bindparam("ident")).values(
-        vcpus=model.vcpus + bindparam("dv"), ram_mib=model.ram_mib + bindparam("dr"),
-        disk_gib=model.disk_gib + bindparam("dd"), vms=model.vms + bindparam("dn"))
-        .execution_options(synchronize_session=False))
+    t = model.__table__  # Core, not the ORM's bulk UPDATE: nothing loaded needs synchronising
+    return (update(t).where(t.c[key.key] == bindparam("ident")).values(
+        vcpus=t.c.vcpus + bindparam("dv"), ram_mib=t.c.ram_mib + bindparam("dr"),
+        disk_gib=t.c.disk_gib + bindparam("dd"), vms=t.c.vms + bindparam("dn")))
 
 
 _ADD = {HostAllocation: _adder(HostAllocation, HostAllocation.host_id),
@@ -131,10 +131,11 @@ def _add(session: Session, model: Any, key: Any, deltas: dict[str, Delta]) -> No
     for ident, (vcpus, ram, disk, vms) in sorted(deltas.items()):  # sorted: the same lock order everywhere
         if not (vcpus or ram or disk or vms):
             continue
-        done = session.execute(_ADD[model], {"ident": ident, "dv": vcpus, "dr": ram, "dd": disk, "dn": vms})
-        if not getattr(done, "rowcount", 1):
-            session.execute(insert(model).values({key.key: ident, "vcpus": vcpus, "ram_mib": ram,
-                                                  "disk_gib": disk, "vms": vms}))
+        conn = session.connection()
+        done = conn.execute(_ADD[model], {"ident": ident, "dv": vcpus, "dr": ram, "dd": disk, "dn": vms})
+        if not done.rowcount:
+            conn.execute(insert(model.__table__).values({key.key: ident, "vcpus": vcpus, "ram_mib": ram,
+                                                         "disk_gib": disk, "vms": vms}))
 
 
 @event.listens_for(Host, "after_insert")

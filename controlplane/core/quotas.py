@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from controlplane.core import capacity
 from controlplane.db import db
@@ -21,13 +21,15 @@ def lock_tenant(tenant_id: str) -> Tenant:
     return tenant
 
 
+# both rows locked, so PostgreSQL re-reads the usage a concurrent claim just committed; built once
+_WITH_USAGE = (select(Tenant, TenantUsage.vcpus, TenantUsage.ram_mib, TenantUsage.disk_gib, TenantUsage.vms)
+               .join(TenantUsage, TenantUsage.tenant_id == Tenant.id).where(Tenant.id == bindparam("tenant_id"))
+               .with_for_update(of=(Tenant, TenantUsage)))
+
+
 def lock_tenant_with_usage(tenant_id: str) -> tuple[Tenant, capacity.Usage]:
     """The tenant row, locked, and what it uses (one query; the usage changes only under this lock)."""
-    u = TenantUsage
-    # both rows locked, so PostgreSQL re-reads the usage a concurrent claim just committed
-    row = db.session.execute(select(Tenant, u.vcpus, u.ram_mib, u.disk_gib, u.vms)
-                             .join(u, u.tenant_id == Tenant.id).where(Tenant.id == tenant_id)
-                             .with_for_update(of=(Tenant, u))).first()
+    row = db.session.execute(_WITH_USAGE, {"tenant_id": tenant_id}).first()
     if row is None:
         raise not_found("tenant", tenant_id)
     return row[0], capacity.Usage(*(int(x or 0) for x in row[1:]))

@@ -6,7 +6,7 @@ import hashlib
 import secrets
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from controlplane.context import Principal
 from controlplane.core.audit import audited, created
@@ -30,17 +30,19 @@ def _aware(dt: datetime | None) -> datetime | None:
     return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
 
 
+# columns, not ORM objects, and built once: this runs for every request
+_BY_HASH = (select(ApiToken.revoked_at, ApiToken.expires_at, User.disabled_at, User.id, User.username, User.role,
+                   User.tenant_id).join(User, ApiToken.user_id == User.id)
+            .where(ApiToken.token_hash == bindparam("token_hash")))
+
+
 def authenticate(token: str | None) -> Principal:
     """The principal behind a bearer token. Unknown, revoked and expired tokens all get 401; the detail
     says which, so that a municipality knows whether to ask for a new token."""
     if not token:
         raise Unauthorized(Msg("Send an API token: 'Authorization: Bearer <token>'.",
                                "Envíe un token de API: 'Authorization: Bearer <token>'."))
-    row = db.session.execute(  # columns, not ORM objects: this runs for every request
-        select(ApiToken.revoked_at, ApiToken.expires_at, User.disabled_at, User.id, User.username, User.role,
-               User.tenant_id).join(User, ApiToken.user_id == User.id)
-        .where(ApiToken.token_hash == hash_token(token))
-    ).first()
+    row = db.session.execute(_BY_HASH, {"token_hash": hash_token(token)}).first()
     now = utcnow()
     if row is None:
         raise Unauthorized(Msg("The API token is not valid.", "El token de API no es válido."))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from agents import ConnectionFailed, DomainState, DriverError
 from controlplane.config import settings
@@ -73,11 +73,14 @@ def create_vm(actor: Principal, data: VMRequestData) -> tuple[VM, Operation]:
     return vm, op
 
 
+_FLAVOR = select(Flavor.id, Flavor.vcpus, Flavor.ram_mib, Flavor.disk_gib).where(  # by name or id, built once
+    (Flavor.name == bindparam("flavor")) | (Flavor.id == bindparam("flavor")))
+
+
 def _resolve_size(data: VMRequestData) -> tuple[str | None, int, int, int]:
     explicit = (data.vcpus, data.ram_mib, data.disk_gib)
     if data.flavor:
-        flavor = db.session.execute(select(Flavor.id, Flavor.vcpus, Flavor.ram_mib, Flavor.disk_gib).where(
-            (Flavor.name == data.flavor) | (Flavor.id == data.flavor))).first()
+        flavor = db.session.execute(_FLAVOR, {"flavor": data.flavor}).first()
         if flavor is None:
             raise ValidationFailed(Msg(f"Unknown flavor {data.flavor!r}; see GET /v1/flavors.",
                                        f"Flavor desconocido {data.flavor!r}; vea GET /v1/flavors."),

@@ -24,7 +24,7 @@ from controlplane.core.secrets import (
 K1, K2 = Fernet.generate_key().decode(), Fernet.generate_key().decode()
 PG = "postgresql+psycopg://u@db/confluencia"
 OPTIONS = {"token_id": "confluencia@pve!ctl", "token_secret": "s3cr3t-token", "password": "hunter2",
-           "ssh_password": "pw", "api_secret": "as", "verify_ssl": "false"}
+           "ssh_password": "ssh-pw-4711", "api_secret": "api-secret-0815", "verify_ssl": "false"}
 
 
 def keyed(keys: str) -> Settings:
