@@ -26,7 +26,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 PG = os.environ.get("BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
+REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")  # a database of its own: it is emptied
 CLIENTS, SECONDS, WARMUP_S = 50, 30.0, 5.0
 HOSTS, TENANTS = int(os.environ.get("BENCH_HOSTS", "40")), int(os.environ.get("BENCH_TENANTS", "10"))
 
@@ -113,10 +113,13 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def main(clients: int = CLIENTS, seconds: float = SECONDS, workers: int = 4, threads: int = 3) -> dict[str, Any]:
+    import redis
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
     name = f"confluencia_bench_{uuid.uuid4().hex[:8]}"
+    broker = redis.Redis.from_url(REDIS)
+    broker.flushdb()  # the queued builds of earlier runs (no worker consumes them) would weigh on Redis
     admin = create_engine(PG, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
@@ -179,6 +182,7 @@ def main(clients: int = CLIENTS, seconds: float = SECONDS, workers: int = 4, thr
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+        broker.flushdb()
         for suffix in ("", "-wal", "-shm"):
             Path(f"/tmp/{name}-sim.sqlite3{suffix}").unlink(missing_ok=True)
 

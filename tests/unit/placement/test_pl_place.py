@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -208,7 +209,7 @@ def test_ranking_starts_with_the_chosen_host_and_orders_by_resulting_balance(sna
         assert alone.ok and alone.host == host  # each ranked host is feasible
         objectives.append(alone.objective_after)
     # ranked by the total score: balance plus a headroom tie-breaker of weight 1e-6 (headroom is at most 1)
-    assert all(a <= b + 2e-6 for a, b in zip(objectives, objectives[1:], strict=False)), objectives
+    assert all(a <= b + 2e-6 for a, b in itertools.pairwise(objectives)), objectives
 
 
 def test_no_ranking_for_a_multi_vm_request() -> None:
