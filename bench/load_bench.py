@@ -112,7 +112,7 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-def main(clients: int = CLIENTS, seconds: float = SECONDS, workers: int = 4, threads: int = 3) -> dict[str, Any]:
+def main(clients: int = CLIENTS, seconds: float = SECONDS, workers: int = 2, threads: int = 4) -> dict[str, Any]:
     import redis
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
