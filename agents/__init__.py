@@ -8,12 +8,18 @@ Hosts that do not answer are isolated by connect deadlines and a per-host circui
 """
 
 from agents.base import (
+    CloudInit,
+    ConsoleEndpoint,
+    DiskInfo,
+    DiskSpec,
     DomainInfo,
     DomainState,
     HostFacts,
     HostUsage,
     HypervisorDriver,
+    ImageRef,
     MigrationResult,
+    NetConfig,
     VMSpec,
 )
 from agents.breaker import BreakerState, HostStatus
@@ -31,7 +37,11 @@ from agents.registry import host_status, open_driver, validate_uri
 __all__ = [
     "AlreadyExists",
     "BreakerState",
+    "CloudInit",
     "ConnectionFailed",
+    "ConsoleEndpoint",
+    "DiskInfo",
+    "DiskSpec",
     "DomainInfo",
     "DomainState",
     "DriverError",
@@ -39,9 +49,11 @@ __all__ = [
     "HostStatus",
     "HostUsage",
     "HypervisorDriver",
+    "ImageRef",
     "InvalidState",
     "InvalidURI",
     "MigrationResult",
+    "NetConfig",
     "NotFound",
     "OperationTimeout",
     "VMSpec",

@@ -27,8 +27,65 @@ class DomainState(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class ImageRef:
+    """A verified disk image (the control plane checked its checksum, format and that it has no backing
+    file). ``path`` is the file in the control plane's image store; a driver makes the image available on
+    its host from there (libvirt: a volume of the host's image pool, uploaded when missing; Proxmox: the
+    node downloads ``url``)."""
+
+    image_id: str
+    format: str  # "qcow2" or "raw"
+    virtual_size_bytes: int
+    checksum: str  # "sha256:<hex>" of the file
+    path: str
+    url: str | None = None  # where a hypervisor can download the file from the control plane
+
+
+@dataclass(frozen=True)
+class DiskSpec:
+    """One disk of a VM: the root disk (made from ``image``) or a data volume (empty at creation).
+
+    ``volume_id`` is our id and names the disk on the host; ``pool`` names a storage pool the host's
+    driver options map to a place (libvirt: a directory pool; Proxmox: a storage). ``native_id`` is what
+    :meth:`HypervisorDriver.attach_disk` returned for it (a path, a Proxmox volid), when known."""
+
+    volume_id: str
+    size_gib: int
+    pool: str = "default"
+    image: ImageRef | None = None
+    full_copy: bool = False  # root disk: a full copy of the image instead of a copy-on-write overlay
+    native_id: str | None = None
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    """Addressing of one guest NIC, handed to the guest through cloud-init. ``address`` None: DHCP."""
+
+    address: str | None = None  # CIDR, e.g. "10.20.0.5/24"
+    gateway: str | None = None
+    nameservers: tuple[str, ...] = ()
+    mac: str | None = None
+
+
+@dataclass(frozen=True)
+class CloudInit:
+    """A NoCloud seed: the guest's hostname, the SSH keys of its default user, optional user data (a
+    ``#cloud-config`` document or a ``#!`` script, already validated) and its network configuration."""
+
+    hostname: str
+    instance_id: str
+    ssh_keys: tuple[str, ...] = ()
+    user_data: str | None = None
+    user: str | None = None  # the default user's name (Proxmox ``ciuser``); None: the image's default
+    networks: tuple[NetConfig, ...] = ()  # one per NIC, in order; empty: DHCP on the first NIC
+
+
+@dataclass(frozen=True)
 class VMSpec:
-    """What the control plane asks a hypervisor to run. ``vm_id`` is our id and names the domain."""
+    """What the control plane asks a hypervisor to run. ``vm_id`` is our id and names the domain.
+
+    ``disks``: the root disk first (the guest boots from it), then attached data volumes; empty makes a
+    diskless domain whose ``disk_gib`` is only recorded. ``cloud_init``: the seed the guest reads at boot."""
 
     vm_id: str
     name: str
@@ -36,8 +93,31 @@ class VMSpec:
     ram_mib: int
     disk_gib: int
     tenant_id: str
-    image: str | None = None  # template / image reference, driver-specific
+    image: str | None = None  # template / image reference, driver-specific (Proxmox templates)
     metadata: dict[str, str] = field(default_factory=dict)
+    disks: tuple[DiskSpec, ...] = ()
+    cloud_init: CloudInit | None = None
+
+
+@dataclass(frozen=True)
+class DiskInfo:
+    """A disk as the host has it."""
+
+    volume_id: str
+    native_id: str  # libvirt: the file path; Proxmox: the volid ("local-lvm:vm-101-disk-1")
+    size_gib: int
+    device: str | None = None  # guest device when attached: "vda", "vdb", "scsi1"
+    attached_to: str | None = None  # our VM id
+
+
+@dataclass(frozen=True)
+class ConsoleEndpoint:
+    """Where a running guest's graphical console answers (RFB/VNC over TCP), for the console proxy."""
+
+    host: str
+    port: int
+    password: str | None = None  # a one-time VNC password or ticket, when the hypervisor hands one out
+    expires_s: float | None = None  # the endpoint stops accepting connections after this many seconds
 
 
 @dataclass(frozen=True)
@@ -50,6 +130,7 @@ class DomainInfo:
     tenant_id: str | None = None  # None: not created by Confluencia (unknown domain)
     native_id: str | None = None  # libvirt UUID, Proxmox VMID, ...
     cpu_time_ns: int | None = None
+    volumes: tuple[str, ...] = ()  # our volume ids of the disks in its definition, root first
 
 
 @dataclass(frozen=True)
@@ -132,6 +213,36 @@ class HypervisorDriver(Protocol):
     def migration_in_progress(self, vm_id: str) -> bool:
         """Whether a migration of our domain ``vm_id`` out of this host is still running on the hypervisor
         side (it can outlive the process that started it, as Proxmox tasks do)."""
+        ...
+
+    # -- disks, size, console (a diskless domain has none of these) ---------------------------------
+
+    def attach_disk(self, vm_id: str, disk: DiskSpec) -> DiskInfo:
+        """Create the data volume if it does not exist yet (empty, ``size_gib``) and attach it to the domain:
+        to the running guest at once and to its definition. Attached already: success (same answer)."""
+        ...
+
+    def detach_disk(self, vm_id: str, disk: DiskSpec) -> None:
+        """Detach the data volume from the domain (running guest and definition); its data is kept. Not
+        attached: success. The root disk cannot be detached (``InvalidState``)."""
+        ...
+
+    def grow_disk(self, vm_id: str | None, disk: DiskSpec) -> DiskInfo:
+        """Grow the volume to ``disk.size_gib`` (live when attached to a running guest: the guest sees the
+        new size). Never shrinks: a larger volume is left alone (success)."""
+        ...
+
+    def delete_disk(self, disk: DiskSpec) -> None:
+        """Remove a detached data volume and its data. Gone already: success; attached: ``InvalidState``."""
+        ...
+
+    def resize(self, vm_id: str, vcpus: int, ram_mib: int) -> DomainInfo:
+        """Set the domain's vCPUs and RAM in its definition; a running guest sees them after its next start
+        (disks are grown with :meth:`grow_disk`). The same size already: success."""
+        ...
+
+    def console(self, vm_id: str) -> ConsoleEndpoint:
+        """Where the running guest's VNC console answers. Not running: ``InvalidState``."""
         ...
 
     def close(self) -> None: ...

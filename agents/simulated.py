@@ -18,7 +18,11 @@ from __future__ import annotations
 import time
 from urllib.parse import parse_qsl, urlsplit
 
+from agents import simulated_disks as disks
 from agents.base import (
+    ConsoleEndpoint,
+    DiskInfo,
+    DiskSpec,
     DomainInfo,
     DomainState,
     HostFacts,
@@ -37,6 +41,7 @@ from agents.errors import (
     NotFound,
     OperationTimeout,
 )
+from agents.simulated_console import close_screen, screen_for
 from agents.simulated_datacenter import (
     DELAYS,
     MIGRATE_MAX_S,
@@ -143,12 +148,12 @@ class SimulatedDriver:
         self._host("get")
         with self.datacenter.read() as tx:
             dom = tx.domain(self.hostname, vm_id)
-        return dom.info() if dom else None
+            return disks.with_volumes(tx, [dom.info()])[0] if dom else None
 
     def list_domains(self) -> list[DomainInfo]:
         self._host("list")
         with self.datacenter.read() as tx:
-            return [d.info() for d in tx.domains(self.hostname)]
+            return disks.with_volumes(tx, [d.info() for d in tx.domains(self.hostname)])
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -166,8 +171,9 @@ class SimulatedDriver:
             tx.ensure_host(self.hostname)  # the data center may have been reset meanwhile
             dom = SimDomain(host=self.hostname, vm_id=spec.vm_id, vcpus=spec.vcpus, ram_mib=spec.ram_mib,
                             disk_gib=spec.disk_gib, tenant_id=spec.tenant_id, metadata=dict(spec.metadata))
+            dom = disks.add_root_disks(tx, spec, dom)
             tx.insert_domain(dom)
-        return dom.info()
+            return disks.with_volumes(tx, [dom.info()])[0]
 
     def _same_or_conflict(self, dom: SimDomain, spec: VMSpec) -> DomainInfo:
         if (dom.tenant_id, dom.vcpus, dom.ram_mib, dom.disk_gib) != (
@@ -182,7 +188,8 @@ class SimulatedDriver:
                 host=self.uri,
                 code="DOM_EXIST",
             )
-        return dom.info()
+        with self.datacenter.read() as tx:
+            return disks.with_volumes(tx, [dom.info()])[0]
 
     def start(self, vm_id: str) -> DomainInfo:
         self._host("start")
@@ -221,6 +228,7 @@ class SimulatedDriver:
         with self.datacenter.write() as tx:
             dom = self._domain(tx, vm_id).running(False)
             tx.save_power(dom)
+        close_screen(vm_id)
         return dom.info()
 
     def delete(self, vm_id: str) -> None:
@@ -230,7 +238,9 @@ class SimulatedDriver:
                 return
         self.datacenter.sleep(DELAYS["delete"])
         with self.datacenter.write() as tx:
-            tx.delete_domain(self.hostname, vm_id)
+            if tx.delete_domain(self.hostname, vm_id):
+                disks.remove_root_disks(tx, vm_id)
+        close_screen(vm_id)
 
     def migrate(
         self,
@@ -304,6 +314,44 @@ class SimulatedDriver:
         """A simulated migration runs in the process that started it and ends with it: never in flight here."""
         self._host("get")
         return False
+
+    # -- disks, size, console ------------------------------------------------------------------
+
+    def attach_disk(self, vm_id: str, disk: DiskSpec) -> DiskInfo:
+        self._host("get")
+        with self.datacenter.write() as tx:
+            return disks.attach(tx, self._domain(tx, vm_id), disk)
+
+    def detach_disk(self, vm_id: str, disk: DiskSpec) -> None:
+        self._host("get")
+        with self.datacenter.write() as tx:
+            self._domain(tx, vm_id)
+            disks.detach(tx, vm_id, disk)
+
+    def grow_disk(self, vm_id: str | None, disk: DiskSpec) -> DiskInfo:
+        self._host("get")
+        with self.datacenter.write() as tx:
+            return disks.grow(tx, disk)
+
+    def delete_disk(self, disk: DiskSpec) -> None:
+        self._host("get")
+        with self.datacenter.write() as tx:
+            disks.delete(tx, disk)
+
+    def resize(self, vm_id: str, vcpus: int, ram_mib: int) -> DomainInfo:
+        self._host("get")
+        with self.datacenter.write() as tx:
+            dom = disks.resized(self._domain(tx, vm_id), vcpus, ram_mib)
+            tx.save_size(dom)
+            return disks.with_volumes(tx, [dom.info()])[0]
+
+    def console(self, vm_id: str) -> ConsoleEndpoint:
+        self._host("get")
+        with self.datacenter.read() as tx:
+            dom = self._domain(tx, vm_id)
+        disks.require_running(dom)
+        screen = screen_for(vm_id, dom.metadata.get("name", vm_id))
+        return ConsoleEndpoint(host="127.0.0.1", port=screen.port)
 
     def close(self) -> None:
         """Nothing to release: the data center lives on in its store."""

@@ -17,6 +17,8 @@ Schema (``PRAGMA user_version`` = :data:`SCHEMA_VERSION`)::
               metadata (JSON), ignores_shutdown (0/1), cpu_time_ns, running_since (Unix time or NULL)
     failures  id PK (order of injection), host, operation, kind, times (> 0)
     settings  key PK, value            e.g. delay_scale
+    volumes   volume_id PK, pool, size_gib, vm_id (attached to; NULL: detached), device, root (0/1), image_id
+              (version 2; :mod:`agents.simulated_disks`)
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from agents.base import DomainInfo, DomainState
 from agents.errors import ConnectionFailed, DriverError
 
 MEMORY = ":memory:"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 1 -> 2 only adds the volumes table
 BUSY_TIMEOUT_S = 15.0
 DEFAULT_VCPUS = 32
 DEFAULT_RAM_MIB = 131072
@@ -58,6 +60,10 @@ SCHEMA = (
         kind TEXT NOT NULL, times INTEGER NOT NULL CHECK (times > 0))""",
     "CREATE INDEX IF NOT EXISTS failures_by_host ON failures (host, operation, id)",
     "CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+    """CREATE TABLE IF NOT EXISTS volumes (
+        volume_id TEXT PRIMARY KEY, pool TEXT NOT NULL, size_gib INTEGER NOT NULL, vm_id TEXT, device TEXT,
+        root INTEGER NOT NULL DEFAULT 0, image_id TEXT) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS volumes_by_vm ON volumes (vm_id)",
 )
 HOST_COLUMNS = "name, vcpus, ram_mib, disk_gib, up, host_uuid"
 DOMAIN_COLUMNS = ("host, vm_id, vcpus, ram_mib, disk_gib, tenant_id, native_id, state, metadata, ignores_shutdown, "
@@ -144,6 +150,10 @@ class Tx:
         row: sqlite3.Row | None = self._c.execute(sql, args).fetchone()
         return row
 
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        """A statement of a module that keeps its own table in this store (:mod:`agents.simulated_disks`)."""
+        return self._c.execute(sql, args)
+
     # -- hosts and failures ----------------------------------------------------------------------
 
     def host(self, name: str) -> SimHost | None:
@@ -224,6 +234,10 @@ class Tx:
         self._c.execute("UPDATE domains SET state = ?, cpu_time_ns = ?, running_since = ? WHERE host = ? AND "
                         "vm_id = ?", (dom.state.value, dom.cpu_time_ns, dom.running_since, dom.host, dom.vm_id))
 
+    def save_size(self, dom: SimDomain) -> None:
+        self._c.execute("UPDATE domains SET vcpus = ?, ram_mib = ? WHERE host = ? AND vm_id = ?",
+                        (dom.vcpus, dom.ram_mib, dom.host, dom.vm_id))
+
     def set_ignores_shutdown(self, host: str, vm_id: str, ignores: bool) -> bool:
         cur = self._c.execute("UPDATE domains SET ignores_shutdown = ? WHERE host = ? AND vm_id = ?",
                               (int(ignores), host, vm_id))
@@ -261,7 +275,7 @@ class Tx:
 
     def clear(self) -> None:
         """Forget every host, domain and injected failure (settings stay)."""
-        for table in ("domains", "failures", "hosts"):
+        for table in ("domains", "failures", "hosts", "volumes"):
             self._c.execute(f"DELETE FROM {table}")
 
 
@@ -308,7 +322,7 @@ class SimStore:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 version = conn.execute("PRAGMA user_version").fetchone()[0]
-                if version not in (0, SCHEMA_VERSION):
+                if version not in (0, 1, SCHEMA_VERSION):  # older versions only lack tables
                     raise DriverError(f"simulated data center {self.path} has schema version {version}, this "
                                       f"version reads {SCHEMA_VERSION}: remove the file", code="SIM_STORE")
                 for statement in SCHEMA:

@@ -6,7 +6,23 @@ from flask import Flask, Response, jsonify
 
 from api import http, jsonlimits, logs, openapi, problems, ratelimit, security
 from api.openapi import ConfluenciaApi
-from api.routes import audit, flavors, health, hosts, operations, plans, reconcile, tenants, tokens, users, vms
+from api.routes import (
+    audit,
+    flavors,
+    health,
+    hosts,
+    images,
+    keypairs,
+    operations,
+    plans,
+    pools,
+    reconcile,
+    tenants,
+    tokens,
+    users,
+    vms,
+    volumes,
+)
 from controlplane.app import create_core_app
 from controlplane.config import Settings
 from controlplane.errors import PROBLEM_TYPES
@@ -37,7 +53,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     api = ConfluenciaApi(app)
     for bp in (vms.bp, flavors.bp, tenants.quota_bp, operations.bp, audit.bp, hosts.bp, tenants.bp, users.bp,
-               tokens.bp, reconcile.bp, plans.bp):
+               tokens.bp, reconcile.bp, plans.bp, pools.bp, images.bp,
+               keypairs.bp, volumes.bp):
         api.register_blueprint(bp)
     app.register_blueprint(health.bp)  # /livez, /readyz: not part of the /v1 API document
     http.register(app)

@@ -10,9 +10,11 @@ from flask import Flask
 # the task modules register their names on the queue: every process that runs tasks imports this module
 import controlplane.tasks.audit
 import controlplane.tasks.hosts
+import controlplane.tasks.images
 import controlplane.tasks.operations
 import controlplane.tasks.plans
-import controlplane.tasks.vms  # noqa: F401
+import controlplane.tasks.vms
+import controlplane.tasks.volumes  # noqa: F401
 from controlplane import queue
 from controlplane.config import SETTINGS_KEY, Settings
 from controlplane.db import db, tune_engine

@@ -53,6 +53,13 @@ class Settings:
     # the key(s) that encrypt secret driver options at rest (controlplane.core.secrets); never in repr()
     data_key: str | None = field(default=None, repr=False)
     data_key_file: str | None = None
+    # images (issue 13): where imported image files are kept, which local directories operators may import
+    # from, and the control plane's address as hypervisors and browsers reach it
+    image_dir: str = ""  # empty: images/ next to the SQLite database, else /var/lib/confluencia/images
+    image_import_dirs: tuple[str, ...] | None = None  # None: image-imports/ next to the SQLite database
+    public_url: str = ""  # empty: http://<bind>
+    console_url: str = "http://127.0.0.1:6080"  # the console proxy (confluencia console-proxy)
+    console_token_s: float = 30.0  # a console token is good for one connection within this many seconds
 
     def __post_init__(self) -> None:
         if not 0 < self.lease_s < self.broker_visibility_s:
@@ -62,6 +69,31 @@ class Settings:
     @property
     def uses_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def state_dir(self) -> Path | None:
+        """The directory of the SQLite database (the demo's ``var/``), None on a server database."""
+        if not self.uses_sqlite or ":memory:" in self.database_url:
+            return None
+        return Path(self.database_url.split("///", 1)[-1]).expanduser().absolute().parent
+
+    @property
+    def images_path(self) -> Path:
+        if self.image_dir:
+            return Path(self.image_dir)
+        state = self.state_dir
+        return state / "images" if state is not None else Path("/var/lib/confluencia/images")
+
+    @property
+    def import_dirs(self) -> tuple[Path, ...]:
+        if self.image_import_dirs is not None:
+            return tuple(Path(d) for d in self.image_import_dirs if d)
+        state = self.state_dir
+        return (state / "image-imports",) if state is not None else ()
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.bind}").rstrip("/")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -96,6 +128,12 @@ class Settings:
             "trusted_proxies": int(e.get("CONFLUENCIA_TRUSTED_PROXIES") or cls.trusted_proxies),
             "data_key": e.get("CONFLUENCIA_DATA_KEY") or None,
             "data_key_file": e.get("CONFLUENCIA_DATA_KEY_FILE") or None,
+            "image_dir": e.get("CONFLUENCIA_IMAGE_DIR") or "",
+            "image_import_dirs": tuple(e["CONFLUENCIA_IMAGE_IMPORT_DIRS"].split(":"))
+            if "CONFLUENCIA_IMAGE_IMPORT_DIRS" in e else None,
+            "public_url": e.get("CONFLUENCIA_PUBLIC_URL") or "",
+            "console_url": e.get("CONFLUENCIA_CONSOLE_URL") or cls.console_url,
+            "console_token_s": float(e.get("CONFLUENCIA_CONSOLE_TOKEN_S") or cls.console_token_s),
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

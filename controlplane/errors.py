@@ -33,6 +33,7 @@ PROBLEM_TYPES: dict[str, tuple[int, Msg]] = {
     "conflict": (409, Msg("Conflict", "Conflicto")),
     "invalid-state": (409, Msg("Invalid state for this operation", "Estado no válido para esta operación")),
     "insufficient-capacity": (409, Msg("No host has room", "Ningún host tiene capacidad")),
+    "insufficient-storage": (409, Msg("Storage pool full", "Pool de almacenamiento lleno")),
     "idempotency-in-progress": (409, Msg("Request with this Idempotency-Key still in progress",
                                          "Solicitud con esta Idempotency-Key todavía en curso")),
     "precondition-failed": (412, Msg("Precondition failed (ETag mismatch)",
@@ -116,6 +117,7 @@ def not_found(kind: str, ident: str) -> NotFound:
     if len(ident) > 80:  # never echo a huge id back
         ident = ident[:77] + "..."
     kinds_es = {"vm": "VM", "host": "host", "tenant": "municipio", "flavor": "flavor",
-                "operation": "operación", "token": "token", "user": "usuario"}
+                "operation": "operación", "token": "token", "user": "usuario", "image": "imagen",
+                "volume": "volumen", "keypair": "par de claves", "storage pool": "pool de almacenamiento"}
     return NotFound(Msg(f"No {kind} with id {ident!r} was found.",
                         f"No se encontró {kinds_es.get(kind, kind)} con id {ident!r}."))

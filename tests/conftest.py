@@ -25,8 +25,9 @@ SIM_STATE_DIR = tempfile.mkdtemp(prefix="confluencia-sim-")
 atexit.register(shutil.rmtree, SIM_STATE_DIR, True)
 os.environ["CONFLUENCIA_SIM_STATE"] = os.path.join(SIM_STATE_DIR, "simulated-datacenter.sqlite3")
 
-TABLES = ["audit_entries", "idempotency_records", "operations", "plan_moves", "plans", "vms", "api_tokens",
-          "users", "flavors", "host_allocations", "tenant_usage", "hosts", "tenants"]
+TABLES = ["audit_entries", "idempotency_records", "operations", "plan_moves", "plans", "console_tokens", "volumes",
+          "vms", "keypairs", "images", "api_tokens", "users", "flavors", "host_allocations", "tenant_usage",
+          "pool_allocations", "hosts", "storage_pools", "tenants"]
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.02, what: str = "") -> Any:
@@ -48,7 +49,13 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def app(database_url: str) -> Iterator[Any]:
+def image_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """The test app's image store and the directory operators may import local files from."""
+    return str(tmp_path_factory.mktemp("image-store")), str(tmp_path_factory.mktemp("image-imports"))
+
+
+@pytest.fixture(scope="session")
+def app(database_url: str, image_dirs: tuple[str, str]) -> Iterator[Any]:
     from api import create_app
     from controlplane.config import Settings
     from controlplane.schema import upgrade
@@ -59,7 +66,8 @@ def app(database_url: str) -> Iterator[Any]:
     # only count the hundreds of bad tokens and VM requests the other tests send from one address
     application = create_app(Settings.from_env(database_url=database_url, broker_url="memory://",
                                                secret_key="test", ratelimit_auth_failures="off",
-                                               ratelimit_vm_creates="off"))
+                                               ratelimit_vm_creates="off", image_dir=image_dirs[0],
+                                               image_import_dirs=(image_dirs[1],)))
     application.config["TESTING"] = True
     worker = EmbeddedWorker(application, concurrency=4).start(resend_unfinished=False)
     yield application

@@ -20,9 +20,9 @@ bp = operators_only(Blueprint("hosts", __name__, url_prefix="/v1/hosts",
 
 
 def _fields(h: Host) -> dict[str, Any]:
-    skip = ("usage", "option_keys")
+    skip = ("usage", "option_keys", "storage_pools")
     return {**{c: getattr(h, c) for c in s.Host._declared_fields if c not in skip},
-            "option_keys": sorted(h.driver_options or {})}
+            "option_keys": sorted(h.driver_options or {}), "storage_pools": h.pool_names}
 
 
 def _body(h: Host) -> Any:

@@ -35,6 +35,8 @@ class HostCreate(StrictSchema):
     zone = Name(allow_none=True)
     state = fields.String(validate=validate.OneOf(HOST_STATES))
     exclude_from_rebalance = Bool(metadata={"description": "Never a source or target of rebalancing"})
+    storage_pools = fields.List(Name(), validate=validate.Length(max=32), metadata={
+        "description": "Names of the shared storage pools this host reaches (see /v1/storage-pools)"})
     options = fields.Dict(keys=fields.String(validate=validate.Length(min=1, max=64)),
                           values=fields.String(validate=validate.Length(max=2000)), load_only=True,
                           metadata={"description": "Driver options, e.g. Proxmox token_id/token_secret. "
@@ -76,6 +78,7 @@ class Host(Schema):
     state = fields.String()
     state_reason = fields.String(allow_none=True)
     exclude_from_rebalance = fields.Boolean()
+    storage_pools = fields.List(fields.String())
     option_keys = fields.List(fields.String(), metadata={"description": "Names of the driver options set"})
     version = fields.Integer()
     usage = fields.Nested(HostUsage)

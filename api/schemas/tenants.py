@@ -14,6 +14,7 @@ class TenantCreate(StrictSchema):
     quota_ram_mib = Count(0, 2**31 - 1, load_default=0)
     quota_disk_gib = Count(0, 2**31 - 1, load_default=0)
     quota_vms = Count(0, 100_000, load_default=0)
+    quota_images = Count(0, 10_000, load_default=5)
 
 
 class TenantUpdate(StrictSchema):
@@ -23,6 +24,7 @@ class TenantUpdate(StrictSchema):
     quota_ram_mib = Count(0, 2**31 - 1)
     quota_disk_gib = Count(0, 2**31 - 1)
     quota_vms = Count(0, 100_000)
+    quota_images = Count(0, 10_000)
 
 
 class Tenant(Schema):
@@ -33,6 +35,7 @@ class Tenant(Schema):
     quota_ram_mib = fields.Integer()
     quota_disk_gib = fields.Integer()
     quota_vms = fields.Integer()
+    quota_images = fields.Integer()
     exclude_from_rebalance = fields.Boolean()
     version = fields.Integer()
     created_at = fields.DateTime()
@@ -51,3 +54,4 @@ class Quota(Schema):
     ram_mib = fields.Nested(QuotaLine)
     disk_gib = fields.Nested(QuotaLine)
     vms = fields.Nested(QuotaLine)
+    images = fields.Nested(QuotaLine, metadata={"description": "Private images kept"})

@@ -6,6 +6,19 @@ from marshmallow import Schema, fields, validate
 
 from api.schemas.common import Bool, Count, Name, PageArgs, StrictSchema
 
+HOSTNAME = validate.Regexp(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$",
+                           error="A host name: letters, digits and '-', 1-63 characters, no '-' at the ends.")
+USER_DATA_MAX = 16384
+
+
+class NetworkIn(StrictSchema):
+    """A static address for the VM's first NIC (DHCP when left out)."""
+
+    address = fields.String(required=True, validate=validate.Length(max=64),
+                            metadata={"description": "CIDR, e.g. 10.20.0.5/24"})
+    gateway = fields.String(validate=validate.Length(max=45), allow_none=True)
+    nameservers = fields.List(fields.String(validate=validate.Length(max=45)), validate=validate.Length(max=4))
+
 VM_STATES = ["PENDING", "BUILDING", "ACTIVE", "STOPPED", "MIGRATING", "DELETING", "DELETED", "ERROR"]
 
 
@@ -16,7 +29,17 @@ class VMCreate(StrictSchema):
     vcpus = Count(1, 256)
     ram_mib = Count(16, 4 * 1024 * 1024, metadata={"description": "16 MiB to 4 TiB"})
     disk_gib = Count(0, 64 * 1024)
-    image = fields.String(validate=validate.Length(min=1, max=200), allow_none=True)
+    image = fields.String(validate=validate.Length(min=1, max=200), allow_none=True, metadata={
+        "description": "Image id or name (GET /v1/images): the root disk is made from it; or "
+                       "`pve-template:NAME` for a Proxmox template"})
+    pool = Name(metadata={"description": "Storage pool of the root disk (default: the default pool)"})
+    hostname = fields.String(validate=HOSTNAME, metadata={"description": "Default: made from the name"})
+    ssh_keys = fields.List(fields.String(validate=validate.Length(min=1, max=16384)), validate=validate.Length(max=16),
+                           metadata={"description": "OpenSSH public keys for the default user"})
+    key_name = Name(metadata={"description": "A keypair of yours (GET /v1/keypairs), added to ssh_keys"})
+    user_data = fields.String(validate=validate.Length(max=USER_DATA_MAX), metadata={
+        "description": "cloud-init user data, at most 16 KiB: a `#cloud-config` YAML document or a `#!` script"})
+    network = fields.Nested(NetworkIn, allow_none=True)
     anti_affinity_group = Name(allow_none=True, metadata={
         "description": "VMs of your municipality with the same group never share a host"})
     tenant_id = fields.String(validate=validate.Length(equal=36), metadata={"description": "Operators only"})
@@ -35,6 +58,11 @@ class VM(Schema):
     ram_mib = fields.Integer()
     disk_gib = fields.Integer()
     image = fields.String(allow_none=True)
+    image_id = fields.String(allow_none=True)
+    pool_id = fields.String(allow_none=True)
+    hostname = fields.String(allow_none=True)
+    key_name = fields.String(allow_none=True)
+    network = fields.Dict(allow_none=True)
     anti_affinity_group = fields.String(allow_none=True)
     pinned = fields.Boolean()
     host_id = fields.String(allow_none=True)

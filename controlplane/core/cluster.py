@@ -31,7 +31,7 @@ def snapshot(for_drain: bool = False) -> ClusterSnapshot:
     for vm in vms:
         group = anti_affinity_key(vm.tenant_id, vm.anti_affinity_group)
         stays = vm.pinned or vm.state not in STABLE or (not for_drain and vm.tenant_id in excluded_tenants)
-        demand = (float(vm.vcpus), float(vm.ram_mib), float(vm.disk_gib))
+        demand = (float(vm.vcpus), float(vm.ram_mib), float(vm.host_disk_gib))
         snap_vms.append(VMSnapshot(id=vm.id, host=vm.host_id or "", demand=demand, tenant=vm.tenant_id,
                                    anti_affinity=group, pinned=stays))
         if vm.migration_target_id:  # the target's claim while the guest is copied

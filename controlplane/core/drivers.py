@@ -8,10 +8,16 @@ from __future__ import annotations
 
 from typing import cast
 
-from agents import DriverError, HypervisorDriver, VMSpec, open_driver
+from sqlalchemy import select
+
+from agents import CloudInit, DiskSpec, DriverError, HypervisorDriver, ImageRef, NetConfig, VMSpec, open_driver
+from controlplane.config import settings
 from controlplane.core.io_guard import guarded
 from controlplane.core.secrets import DataKeyError, reveal_options
-from controlplane.models import VM, Host
+from controlplane.db import db
+from controlplane.models import VM, Host, Image, StoragePool, Volume, VolumeState
+
+DEFAULT_POOL = "default"  # the pool name drivers use when no storage pool is configured
 
 
 def plain_options(host: Host) -> dict[str, str] | None:
@@ -31,6 +37,54 @@ def driver_for(host: Host) -> HypervisorDriver:
     return cast(HypervisorDriver, guarded(open_driver(host.driver, host.uri, options)))
 
 
+def image_ref(image: Image) -> ImageRef:
+    return ImageRef(image_id=image.id, format=image.format or "raw", virtual_size_bytes=image.virtual_size_bytes or 0,
+                    checksum=image.checksum, path=str(settings().images_path / f"{image.id}.{image.format}"))
+
+
+def pool_name(pool_id: str | None) -> str:
+    pool = db.session.get(StoragePool, pool_id) if pool_id else None
+    return pool.name if pool is not None else DEFAULT_POOL
+
+
+def root_disk(vm: VM) -> DiskSpec | None:
+    """The VM's root disk (made from its image), or None for a diskless VM."""
+    image = db.session.get(Image, vm.image_id) if vm.image_id else None
+    if image is None:
+        return None
+    return DiskSpec(volume_id=f"{vm.id}-root", size_gib=vm.disk_gib, pool=pool_name(vm.pool_id),
+                    image=image_ref(image))
+
+
+def volume_disk(volume: Volume) -> DiskSpec:
+    return DiskSpec(volume_id=volume.id, size_gib=volume.size_gib, pool=pool_name(volume.pool_id),
+                    native_id=volume.native_id)
+
+
+def cloud_init_of(vm: VM) -> CloudInit | None:
+    """The seed of a VM that boots an image or a template (a diskless VM reads none)."""
+    if vm.image_id is None and vm.image is None:
+        return None
+    net: dict[str, object] = vm.network or {}
+    networks: tuple[NetConfig, ...] = ()
+    if net.get("address"):
+        servers = net.get("nameservers")
+        networks = (NetConfig(address=str(net["address"]),
+                              gateway=str(net["gateway"]) if net.get("gateway") else None,
+                              nameservers=tuple(str(n) for n in servers) if isinstance(servers, list) else ()),)
+    keys = tuple(line for line in (vm.ssh_keys or "").splitlines() if line)
+    return CloudInit(hostname=vm.hostname or vm.name, instance_id=vm.id, ssh_keys=keys, user_data=vm.user_data,
+                     networks=networks)
+
+
 def spec_for(vm: VM) -> VMSpec:
+    """What the hypervisor is asked to run: size, root disk, the data volumes attached, the seed."""
+    disks: list[DiskSpec] = []
+    root = root_disk(vm)
+    if root is not None:
+        disks.append(root)
+        attached = db.session.execute(select(Volume).where(
+            Volume.vm_id == vm.id, Volume.state == VolumeState.IN_USE.value).order_by(Volume.device, Volume.id))
+        disks += [volume_disk(v) for v in attached.scalars()]
     return VMSpec(vm_id=vm.id, name=vm.name, vcpus=vm.vcpus, ram_mib=vm.ram_mib, disk_gib=vm.disk_gib,
-                  tenant_id=vm.tenant_id, image=vm.image)
+                  tenant_id=vm.tenant_id, image=vm.image, disks=tuple(disks), cloud_init=cloud_init_of(vm))

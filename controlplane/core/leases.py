@@ -45,11 +45,17 @@ class Busy(Exception):
         self.retry_in = retry_in
 
 
-def load_op(op_id: str) -> tuple[Operation, VM]:
-    """The unfinished operation and its VM, both row-locked for this transaction."""
+def load_operation(op_id: str) -> Operation:
+    """The unfinished operation, row-locked for this transaction (:class:`Finished` when it is over)."""
     op = db.session.execute(select(Operation).where(Operation.id == op_id).with_for_update()).scalar_one()
     if op.status in (OpStatus.SUCCEEDED, OpStatus.FAILED):
         raise Finished(op.status)
+    return op
+
+
+def load_op(op_id: str) -> tuple[Operation, VM]:
+    """The unfinished operation and its VM, both row-locked for this transaction."""
+    op = load_operation(op_id)
     vm = db.session.execute(select(VM).where(VM.id == op.target_id).with_for_update(of=VM)).scalar_one()
     return op, vm
 

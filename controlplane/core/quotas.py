@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, func, select
 
 from controlplane.core import capacity
 from controlplane.db import db
 from controlplane.errors import Msg, QuotaExceeded, not_found
-from controlplane.models import Tenant, TenantUsage
+from controlplane.models import Image, ImageState, Tenant, TenantUsage
 
 RESOURCE_LABELS = {"vcpus": ("vCPU", "vCPU", ""), "ram_mib": ("RAM", "RAM", " MiB"),
                    "disk_gib": ("disk", "disco", " GiB"), "vms": ("VM count", "cantidad de VMs", "")}
@@ -58,8 +58,13 @@ def check_quota(tenant: Tenant, vcpus: int, ram_mib: int, disk_gib: int, count: 
                                 f"Cuota de {tenant.name} excedida ({'; '.join(parts_es)})."), quota=over)
 
 
+def private_images(tenant_id: str) -> int:
+    return int(db.session.execute(select(func.count()).select_from(Image).where(
+        Image.tenant_id == tenant_id, Image.state != ImageState.DELETED.value)).scalar_one())
+
+
 def quota_report(tenant: Tenant) -> dict[str, dict[str, int]]:
-    used = capacity.tenant_usage(tenant.id).as_dict()
-    limit = capacity.quota_of(tenant).as_dict()
+    used = capacity.tenant_usage(tenant.id).as_dict() | {"images": private_images(tenant.id)}
+    limit = capacity.quota_of(tenant).as_dict() | {"images": tenant.quota_images}
     return {res: {"limit": limit[res], "used": used[res], "available": max(limit[res] - used[res], 0)}
             for res in limit}

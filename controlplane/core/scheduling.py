@@ -16,7 +16,7 @@ from controlplane.core import capacity
 from controlplane.core.lookups import anti_affinity_key
 from controlplane.db import db
 from controlplane.errors import InsufficientCapacity, Msg
-from controlplane.models import ACTIVE_PLAN_STATES, VM, Host, HostAllocation, HostState, Plan, VMState
+from controlplane.models import ACTIVE_PLAN_STATES, VM, Host, HostAllocation, HostState, Plan, StoragePool, VMState
 from placement import (
     ClusterSnapshot,
     HostSnapshot,
@@ -49,6 +49,7 @@ REASON_OVERRIDES: dict[Reason, tuple[str, str]] = {
     Reason.OUTSIDE_ZONES: ("outside the allowed zones", "fuera de las zonas permitidas"),
     Reason.ANTI_AFFINITY: ("anti-affinity conflict (a VM of the same group is there)",
                            "conflicto de antiafinidad (ya hay una VM del mismo grupo)"),
+    Reason.MISSING_LABELS: ("does not reach the storage pool", "no llega al pool de almacenamiento"),
 }
 
 
@@ -75,18 +76,18 @@ def build_snapshot(tenant_id: str, anti_affinity_group: str | None) -> ClusterSn
             load = member_load.setdefault(hid, [0.0, 0.0, 0.0])
             load[0] += m.vcpus
             load[1] += m.ram_mib
-            load[2] += m.disk_gib
-            vms.append(VMSnapshot(id=f"{m.id}@{hid}", host=hid, demand=(m.vcpus, m.ram_mib, m.disk_gib),
+            load[2] += m.host_disk_gib
+            vms.append(VMSnapshot(id=f"{m.id}@{hid}", host=hid, demand=(m.vcpus, m.ram_mib, m.host_disk_gib),
                                   tenant=m.tenant_id, pinned=True,
                                   anti_affinity=anti_affinity_key(m.tenant_id, anti_affinity_group)))
     rows = db.session.execute(_SNAPSHOT)  # columns, not ORM objects: this runs for every placement
     snap_hosts = []
-    for host_id, state, zone, *cap, v, r, d, drained in rows:
+    for host_id, state, zone, pools, *cap, v, r, d, drained in rows:
         own = member_load.get(host_id, (0.0, 0.0, 0.0))
         rest = (max((v or 0) - own[0], 0.0), max((r or 0) - own[1], 0.0), max((d or 0) - own[2], 0.0))
         state = HostState.MAINTENANCE.value if drained else state  # a drain empties it: no new VMs
         snap_hosts.append(HostSnapshot(id=host_id, capacity=capacity_of(*cap), state=state, zone=zone,
-                                       base_usage=rest))
+                                       base_usage=rest, labels=pool_labels(pools)))
     return ClusterSnapshot(hosts=snap_hosts, vms=vms)
 
 
@@ -96,9 +97,20 @@ HOST_CAPACITY = (Host.vcpus, Host.ram_mib, Host.disk_gib, Host.reserved_vcpus, H
 
 _DRAINING = (select(Plan.id).where(Plan.kind == "drain", Plan.host_id == Host.id,
                                    Plan.status.in_(ACTIVE_PLAN_STATES)).exists())
-_SNAPSHOT = (select(Host.id, Host.state, Host.zone, *HOST_CAPACITY, HostAllocation.vcpus, HostAllocation.ram_mib,
-                    HostAllocation.disk_gib, _DRAINING)
+_SNAPSHOT = (select(Host.id, Host.state, Host.zone, Host.storage_pools, *HOST_CAPACITY, HostAllocation.vcpus,
+                    HostAllocation.ram_mib, HostAllocation.disk_gib, _DRAINING)
              .outerjoin(HostAllocation, HostAllocation.host_id == Host.id))
+
+
+def pool_labels(pools: list[str] | None) -> frozenset[str]:
+    """A host's placement labels: ``pool:<name>`` for each shared storage pool it reaches."""
+    return frozenset(f"pool:{p}" for p in pools or ())
+
+
+def labels_of(vm: VM) -> frozenset[str]:
+    """What a host needs to take ``vm``: to reach the shared pool its root disk is in."""
+    pool = db.session.get(StoragePool, vm.pool_id) if vm.pool_id else None
+    return frozenset({f"pool:{pool.name}"}) if pool is not None and pool.shared else frozenset()
 
 
 def capacity_of(vcpus: int, ram: int, disk: int, r_vcpus: int, r_ram: int, r_disk: int, cpu_ratio: float,
@@ -126,19 +138,20 @@ def _lock(host_id: str, wait: bool) -> tuple[Host, capacity.Usage] | None:
     return row[0], capacity.Usage(int(row[1] or 0), int(row[2] or 0), int(row[3] or 0))
 
 
-def choose_and_claim(vm: VM, exclude: set[str] | None = None) -> Host:
+def choose_and_claim(vm: VM, exclude: set[str] | None = None, labels: frozenset[str] = frozenset()) -> Host:
     """Pick the host that keeps the data center most evenly loaded and claim it for ``vm``.
 
     Runs inside the caller's transaction. The chosen host's row is locked and its allocation re-read
     under the lock, so concurrent requests never over-commit it (on a lost race we place again). A host
     whose row another claim holds is skipped (PostgreSQL ``SKIP LOCKED``) in favour of the next one in the
     placement's ranking, so concurrent requests spread over the hosts instead of queueing on the best.
+    ``labels``: what the host must carry (``pool:<name>`` of the root disk's shared pool).
     """
-    demand = Demand(vm.vcpus, vm.ram_mib, vm.disk_gib)
+    demand = Demand(vm.vcpus, vm.ram_mib, vm.host_disk_gib)
     excluded = set(exclude or ())
     for _ in range(MAX_CLAIM_ATTEMPTS):
         result = place(build_snapshot(vm.tenant_id, vm.anti_affinity_group), PlacementRequest(
-            vms=[VMRequest(id=vm.id, demand=demand.vector, tenant=vm.tenant_id,
+            vms=[VMRequest(id=vm.id, demand=demand.vector, tenant=vm.tenant_id, required_labels=labels,
                            anti_affinity=anti_affinity_key(vm.tenant_id, vm.anti_affinity_group))],
             exclude_hosts=frozenset(excluded)))
         if not result.ok:
@@ -161,7 +174,8 @@ def choose_and_claim(vm: VM, exclude: set[str] | None = None) -> Host:
                 busy.append(host_id)
                 continue
             host, used = locked
-            if host.state == HostState.ENABLED and capacity.fits(host, used, vm.vcpus, vm.ram_mib, vm.disk_gib):
+            if (host.state == HostState.ENABLED and labels <= pool_labels(host.storage_pools)
+                    and capacity.fits(host, used, vm.vcpus, vm.ram_mib, vm.host_disk_gib)):
                 vm.host_id = host.id
                 return host
             excluded.add(host_id)  # lost a race for this host (full, or no longer enabled)

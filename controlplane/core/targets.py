@@ -7,20 +7,29 @@ from sqlalchemy import select
 
 from controlplane.core import capacity
 from controlplane.core.lookups import draining_host_ids
+from controlplane.core.scheduling import labels_of, pool_labels
 from controlplane.db import db
 from controlplane.errors import InsufficientCapacity, InvalidState, Msg
 from controlplane.models import VM, Host, HostState, VMState
 
 
-def check_override(vm: VM, host: Host) -> None:
+def check_override(vm: VM, host: Host, labels: frozenset[str] = frozenset()) -> None:
     """An operator places a new VM on ``host`` (row-locked by the caller): it must take VMs and have room."""
     if host.state != HostState.ENABLED:
         raise InvalidState(Msg(f"Host {host.name} is {host.state}; it takes no new VMs.",
                                f"El host {host.name} está en estado {host.state}; no recibe VMs nuevas."))
     _refuse_draining(host)
-    if not capacity.fits(host, capacity.host_allocation(host.id), vm.vcpus, vm.ram_mib, vm.disk_gib):
+    _refuse_without_pool(host, labels)
+    if not capacity.fits(host, capacity.host_allocation(host.id), vm.vcpus, vm.ram_mib, vm.host_disk_gib):
         raise InvalidState(Msg(f"Host {host.name} has no room for this VM.",
                                f"El host {host.name} no tiene lugar para esta VM."))
+
+
+def _refuse_without_pool(host: Host, labels: frozenset[str]) -> None:
+    missing = sorted(label.removeprefix("pool:") for label in labels - pool_labels(host.storage_pools))
+    if missing:
+        raise InvalidState(Msg(f"Host {host.name} does not reach storage pool {', '.join(missing)}.",
+                               f"El host {host.name} no llega al pool de almacenamiento {', '.join(missing)}."))
 
 
 def _refuse_draining(host: Host) -> None:
@@ -38,10 +47,11 @@ def check_target(vm: VM, target: Host, source: Host) -> None:
         raise InvalidState(Msg(f"Host {target.name} is {target.state}; it takes no VMs.",
                                f"El host {target.name} está en estado {target.state}; no recibe VMs."))
     _refuse_draining(target)
+    _refuse_without_pool(target, labels_of(vm))
     if target.driver != source.driver:
         raise InvalidState(Msg(f"Cannot live-migrate between a {source.driver} and a {target.driver} host.",
                                f"No se puede migrar en vivo entre un host {source.driver} y uno {target.driver}."))
-    if not capacity.fits(target, capacity.host_allocation(target.id), vm.vcpus, vm.ram_mib, vm.disk_gib):
+    if not capacity.fits(target, capacity.host_allocation(target.id), vm.vcpus, vm.ram_mib, vm.host_disk_gib):
         raise InsufficientCapacity(Msg(f"Host {target.name} has no room for VM {vm.name!r}.",
                                        f"El host {target.name} no tiene lugar para la VM {vm.name!r}."))
     if vm.anti_affinity_group:

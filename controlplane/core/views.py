@@ -10,19 +10,35 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from controlplane.models import VM, ApiToken, Flavor, Host, Operation, Plan, Tenant, User
+from controlplane.models import (
+    VM,
+    ApiToken,
+    ConsoleToken,
+    Flavor,
+    Host,
+    Image,
+    Keypair,
+    Operation,
+    Plan,
+    StoragePool,
+    Tenant,
+    User,
+    Volume,
+)
 
-QUOTA_FIELDS = ("quota_vcpus", "quota_ram_mib", "quota_disk_gib", "quota_vms")
+QUOTA_FIELDS = ("quota_vcpus", "quota_ram_mib", "quota_disk_gib", "quota_vms", "quota_images")
 HOST_FIELDS = ("name", "driver", "uri", "vcpus", "ram_mib", "disk_gib", "reserved_vcpus", "reserved_ram_mib",
                "reserved_disk_gib", "cpu_ratio", "ram_ratio", "disk_ratio", "zone", "state", "state_reason",
-               "exclude_from_rebalance")
+               "exclude_from_rebalance", "storage_pools")
 
 
 def vm_view(vm: VM) -> dict[str, Any]:
     return {"id": vm.id, "name": vm.name, "tenant_id": vm.tenant_id, "state": vm.state,
             "vcpus": vm.vcpus, "ram_mib": vm.ram_mib, "disk_gib": vm.disk_gib, "host_id": vm.host_id,
             "migration_target_id": vm.migration_target_id, "status_reason": vm.status_reason,
-            "anti_affinity_group": vm.anti_affinity_group, "pinned": bool(vm.pinned)}
+            "anti_affinity_group": vm.anti_affinity_group, "pinned": bool(vm.pinned), "image_id": vm.image_id,
+            "pool_id": vm.pool_id, "hostname": vm.hostname, "key_name": vm.key_name,
+            "ssh_keys": len((vm.ssh_keys or "").splitlines()), "user_data_bytes": len((vm.user_data or "").encode())}
 
 
 def host_view(h: Host) -> dict[str, Any]:
@@ -55,6 +71,31 @@ def flavor_view(f: Flavor) -> dict[str, Any]:
             "description": f.description, "is_public": bool(f.is_public)}
 
 
+def image_view(i: Image) -> dict[str, Any]:
+    return {"name": i.name, "visibility": i.visibility, "os_name": i.os_name, "os_version": i.os_version,
+            "source": i.source, "format": i.format, "checksum": i.checksum, "size_bytes": i.size_bytes,
+            "virtual_size_bytes": i.virtual_size_bytes, "min_disk_gib": i.min_disk_gib,
+            "min_ram_mib": i.min_ram_mib, "state": i.state, "status_reason": i.status_reason}
+
+
+def volume_view(v: Volume) -> dict[str, Any]:
+    return {"name": v.name, "size_gib": v.size_gib, "pool_id": v.pool_id, "vm_id": v.vm_id, "state": v.state,
+            "device": v.device, "status_reason": v.status_reason}
+
+
+def keypair_view(k: Keypair) -> dict[str, Any]:
+    return {"name": k.name, "key_type": k.key_type, "fingerprint": k.fingerprint}
+
+
+def pool_view(p: StoragePool) -> dict[str, Any]:
+    return {"name": p.name, "kind": p.kind, "capacity_gib": p.capacity_gib, "is_default": bool(p.is_default),
+            "description": p.description}
+
+
+def console_view(c: ConsoleToken) -> dict[str, Any]:
+    return {"vm_id": c.vm_id, "expires_at": c.expires_at}  # never the token, the address or the ticket
+
+
 def op_view(op: Operation) -> dict[str, Any]:
     return {"id": op.id, "kind": op.kind, "status": op.status, "progress": op.progress, "error": op.error}
 
@@ -63,7 +104,9 @@ def op_view(op: Operation) -> dict[str, Any]:
 VIEWS: dict[type, tuple[str, Callable[[Any], dict[str, Any]]]] = {
     VM: ("vm", vm_view), Host: ("host", host_view), Tenant: ("tenant", tenant_view), Plan: ("plan", plan_view),
     ApiToken: ("token", token_view), User: ("user", user_view), Flavor: ("flavor", flavor_view),
-    Operation: ("operation", op_view),
+    Operation: ("operation", op_view), Image: ("image", image_view), Volume: ("volume", volume_view),
+    Keypair: ("keypair", keypair_view), StoragePool: ("storage_pool", pool_view),
+    ConsoleToken: ("console", console_view),
 }
 
 

@@ -3,9 +3,12 @@ get plain data."""
 
 from controlplane.models.audit import AuditEntry, AuditHead
 from controlplane.models.capacity import HostAllocation, TenantUsage
+from controlplane.models.consoles import ConsoleToken
 from controlplane.models.flavors import Flavor
 from controlplane.models.hosts import Host, HostState
 from controlplane.models.idempotency import IdempotencyRecord
+from controlplane.models.images import Image, ImageState
+from controlplane.models.keypairs import Keypair
 from controlplane.models.operations import UNFINISHED, Operation, OpKind, OpStatus
 from controlplane.models.plans import (
     ACTIVE_PLAN_STATES,
@@ -16,10 +19,12 @@ from controlplane.models.plans import (
     PlanMove,
     PlanStatus,
 )
+from controlplane.models.pools import PoolAllocation, PoolKind, StoragePool
 from controlplane.models.tenants import Tenant
 from controlplane.models.tokens import ApiToken
 from controlplane.models.users import Role, User
 from controlplane.models.vms import VM, VMState
+from controlplane.models.volumes import Volume, VolumeState
 
 __all__ = [
     "ACTIVE_PLAN_STATES",
@@ -29,12 +34,16 @@ __all__ = [
     "ApiToken",
     "AuditEntry",
     "AuditHead",
+    "ConsoleToken",
     "ExecutorLock",
     "Flavor",
     "Host",
     "HostAllocation",
     "HostState",
     "IdempotencyRecord",
+    "Image",
+    "ImageState",
+    "Keypair",
     "MoveStatus",
     "OpKind",
     "OpStatus",
@@ -42,9 +51,14 @@ __all__ = [
     "Plan",
     "PlanMove",
     "PlanStatus",
+    "PoolAllocation",
+    "PoolKind",
     "Role",
+    "StoragePool",
     "Tenant",
     "TenantUsage",
     "User",
     "VMState",
+    "Volume",
+    "VolumeState",
 ]

@@ -49,11 +49,17 @@ class Host(db.Model):  # type: ignore[name-defined]
     state: Mapped[str] = mapped_column(String(16), nullable=False, default=HostState.ENABLED.value)
     state_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     exclude_from_rebalance: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    # names of the shared storage pools this host reaches (every host has the local pools)
+    storage_pools: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
     created_at: Mapped[datetime] = created_column()
     updated_at: Mapped[datetime] = updated_column()
 
     __mapper_args__ = {"version_id_col": version}
+
+    @property
+    def pool_names(self) -> list[str]:
+        return list(self.storage_pools or [])
 
     def capacity(self) -> tuple[float, float, float]:
         """Schedulable capacity per resource: (physical - reserved) * allocation ratio."""

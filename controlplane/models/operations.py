@@ -31,6 +31,12 @@ class OpKind(enum.StrEnum):
     VM_START = "vm.start"
     VM_STOP = "vm.stop"
     VM_MIGRATE = "vm.migrate"
+    VM_RESIZE = "vm.resize"
+    IMAGE_IMPORT = "image.import"
+    VOLUME_ATTACH = "volume.attach"
+    VOLUME_DETACH = "volume.detach"
+    VOLUME_EXTEND = "volume.extend"
+    VOLUME_DELETE = "volume.delete"
     PLAN_EXECUTE = "plan.execute"
 
 

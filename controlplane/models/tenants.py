@@ -25,6 +25,7 @@ class Tenant(db.Model):  # type: ignore[name-defined]
     quota_ram_mib: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     quota_disk_gib: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     quota_vms: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    quota_images: Mapped[int] = mapped_column(Integer, nullable=False, default=5)  # private images kept
     exclude_from_rebalance: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
     created_at: Mapped[datetime] = created_column()

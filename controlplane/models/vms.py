@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from controlplane.db import db
@@ -33,6 +33,7 @@ class VM(db.Model):  # type: ignore[name-defined]
     __tablename__ = "vms"
     __table_args__ = (
         CheckConstraint("vcpus > 0 AND ram_mib > 0 AND disk_gib >= 0", name="ck_vms_pos"),
+        CheckConstraint("host_disk_gib >= 0 AND host_disk_gib <= disk_gib", name="ck_vms_host_disk"),
         Index("ix_vms_tenant_state", "tenant_id", "state"),
         Index("ix_vms_host_state", "host_id", "state"),
     )
@@ -44,7 +45,19 @@ class VM(db.Model):  # type: ignore[name-defined]
     vcpus: Mapped[int] = mapped_column(Integer, nullable=False, active_history=True)
     ram_mib: Mapped[int] = mapped_column(Integer, nullable=False, active_history=True)
     disk_gib: Mapped[int] = mapped_column(Integer, nullable=False, active_history=True)
-    image: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    image: Mapped[str | None] = mapped_column(String(200), nullable=True)  # a Proxmox template reference
+    image_id: Mapped[str | None] = mapped_column(ForeignKey("images.id"), nullable=True)  # root disk made from it
+    pool_id: Mapped[str | None] = mapped_column(ForeignKey("storage_pools.id"), nullable=True,
+                                                active_history=True)  # where the root disk lives
+    # disk claimed on the host: disk_gib for a root disk in a local pool (and for diskless VMs), 0 in a shared
+    # pool, whose capacity the rest (disk_gib - host_disk_gib) claims instead
+    host_disk_gib: Mapped[int] = mapped_column(Integer, nullable=False, active_history=True,
+                                               default=lambda ctx: ctx.get_current_parameters()["disk_gib"])
+    hostname: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    ssh_keys: Mapped[str | None] = mapped_column(Text, nullable=True)  # OpenSSH public keys, one per line
+    key_name: Mapped[str | None] = mapped_column(String(63), nullable=True)  # the keypair they came from
+    user_data: Mapped[str | None] = mapped_column(Text, nullable=True)
+    network: Mapped[dict[str, object] | None] = mapped_column(JSON, nullable=True)  # address, gateway, dns
     anti_affinity_group: Mapped[str | None] = mapped_column(String(63), nullable=True)
     pinned: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)  # never moved by plans
     host_id: Mapped[str | None] = mapped_column(ForeignKey("hosts.id"), nullable=True, active_history=True)
@@ -66,6 +79,11 @@ class VM(db.Model):  # type: ignore[name-defined]
 
     tenant: Mapped[Tenant] = relationship()
     host: Mapped[Host | None] = relationship(foreign_keys=[host_id])
+
+    @property
+    def pool_disk_gib(self) -> int:
+        """What the root disk claims on its shared pool."""
+        return self.disk_gib - self.host_disk_gib if self.pool_id else 0
 
     @property
     def failed_host_ids(self) -> set[str]:

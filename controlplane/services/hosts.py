@@ -21,6 +21,7 @@ from controlplane.db import db
 from controlplane.errors import Conflict, Msg, ValidationFailed
 from controlplane.models import VM, Host, HostState, Plan, PlanMove, VMState
 from controlplane.services.plans.drains import lock_drains_of, start_drain_in_tx, stop_drains_in_tx
+from controlplane.services.pools import check_host_pools
 
 DEFAULTS: dict[str, Any] = {"reserved_vcpus": 0, "reserved_ram_mib": 0, "reserved_disk_gib": 0, "cpu_ratio": 4.0,
                             "ram_ratio": 1.0, "disk_ratio": 1.0, "state": HostState.ENABLED.value}
@@ -63,6 +64,8 @@ def create_host(actor: Principal, data: dict[str, Any], *, verify: bool = True) 
     with transaction():
         if db.session.execute(select(Host.id).where(Host.name == data["name"])).first():
             raise ValidationFailed(f"host name {data['name']!r} is taken", errors={"name": ["Already taken."]})
+        if "storage_pools" in data:
+            data["storage_pools"] = check_host_pools(data["storage_pools"])
         host = Host(**{**DEFAULTS, **data})
         _check_reserved(host)
         if verify and host.state == HostState.ENABLED:
@@ -91,6 +94,8 @@ def update_host(actor: Principal, host_ref: str, changes: dict[str, Any], if_mat
         changes = dict(changes)
         if "options" in changes:
             changes["driver_options"] = changes.pop("options")
+        if "storage_pools" in changes:
+            changes["storage_pools"] = check_host_pools(changes["storage_pools"])
         reconnect = bool({"uri", "driver", "driver_options"} & set(changes))
         if reconnect:
             _check_uri(changes.get("driver", host.driver), changes.get("uri", host.uri),

@@ -52,7 +52,7 @@ class ReconcileReport:
     # VMs recorded on a host whose inventory could not be read: neither confirmed nor changed
     unverified: list[dict[str, str]] = field(default_factory=list)
     # running totals of claims that disagree with a recount of the VMs (repaired when fixing)
-    totals: dict[str, dict[str, Any]] = field(default_factory=lambda: {"hosts": {}, "tenants": {}})
+    totals: dict[str, dict[str, Any]] = field(default_factory=lambda: {"hosts": {}, "tenants": {}, "pools": {}})
 
     @property
     def clean(self) -> bool:

@@ -31,7 +31,7 @@ def test_totals_follow_create_reschedule_migrate_stop_and_delete(world: World, a
         r = a.post("/v1/vms", json={"name": f"t{i}", "flavor": "medium"})
         assert a.wait_op(r.get_json()["operation_id"])["status"] == "succeeded"
         vms.append(r.get_json()["vm"]["id"])
-    assert _drift(app) == {"hosts": {}, "tenants": {}}
+    assert _drift(app) == {"hosts": {}, "tenants": {}, "pools": {}}
     vm = a.get(f"/v1/vms/{vms[0]}").get_json()
     target = next(h for h in world.hosts.values() if h != vm["host_id"])
     assert op.wait_op(op.post(f"/v1/vms/{vms[0]}/migrate", json={"host": target}).get_json()["id"])["status"] == \
@@ -39,7 +39,7 @@ def test_totals_follow_create_reschedule_migrate_stop_and_delete(world: World, a
     assert a.wait_op(a.post(f"/v1/vms/{vms[1]}/stop").get_json()["id"])["status"] == "succeeded"
     for vm_id in vms[2:]:
         assert a.wait_op(a.delete(f"/v1/vms/{vm_id}").get_json()["id"])["status"] == "succeeded"
-    assert _drift(app) == {"hosts": {}, "tenants": {}}
+    assert _drift(app) == {"hosts": {}, "tenants": {}, "pools": {}}
     quota = a.get("/v1/quota").get_json()
     assert quota["vms"]["used"] == 2 and quota["ram_mib"]["used"] == 2 * 4096
     usage = {h["id"]: h["usage"]["allocated"]["ram_mib"] for h in op.get("/v1/hosts").get_json()["items"]}
@@ -64,7 +64,7 @@ def test_a_drift_is_found_and_repaired(world: World, app: Any) -> None:
     assert _drift(app)["hosts"] == {host_id: found}  # a dry run changes nothing
     fixed = world.operator.post("/v1/reconcile").get_json()
     assert fixed["totals"]["hosts"] == {host_id: found}
-    assert _drift(app) == {"hosts": {}, "tenants": {}}
+    assert _drift(app) == {"hosts": {}, "tenants": {}, "pools": {}}
     assert world.operator.post("/v1/reconcile?dry_run=true").get_json()["clean"]
     actions = [e["action"] for e in world.operator.get("/v1/audit?action=reconcile.").get_json()["items"]]
     assert actions == ["reconcile.totals"]

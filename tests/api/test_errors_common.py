@@ -16,7 +16,8 @@ from tests.conftest import World
 
 STATE_TABLES = {"vms": "id", "operations": "id", "audit_entries": "seq", "idempotency_records": "id",
                 "api_tokens": "id", "users": "id", "tenants": "id", "hosts": "id", "flavors": "id",
-                "host_allocations": "host_id", "tenant_usage": "tenant_id"}
+                "host_allocations": "host_id", "tenant_usage": "tenant_id", "images": "id", "volumes": "id",
+                "keypairs": "id", "storage_pools": "id", "pool_allocations": "pool_id", "console_tokens": "id"}
 PROBLEM = "application/problem+json"
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import bindparam, select
 
@@ -21,7 +22,7 @@ from controlplane.core.lookups import host_or_422
 from controlplane.core.outbox import enqueue, send_operation, vm_operation
 from controlplane.core.quotas import check_quota, lock_tenant, lock_tenant_with_usage
 from controlplane.core.reachability import mark_unreachable
-from controlplane.core.scheduling import choose_and_claim
+from controlplane.core.scheduling import choose_and_claim, labels_of
 from controlplane.core.state_machine import transition
 from controlplane.core.targets import check_override
 from controlplane.core.tx import transaction
@@ -30,6 +31,8 @@ from controlplane.errors import Forbidden, InsufficientCapacity, Msg, QuotaExcee
 from controlplane.models import VM, Flavor, Host, Operation, OpKind, VMState
 from controlplane.models.base import new_id, utcnow
 from controlplane.queue import task_for
+from controlplane.services.vms.boot import apply as apply_boot
+from controlplane.services.vms.boot import resolve as resolve_boot
 
 log = logging.getLogger("confluencia.vms")
 
@@ -42,6 +45,12 @@ class VMRequestData:
     ram_mib: int | None = None
     disk_gib: int | None = None
     image: str | None = None
+    pool: str | None = None
+    hostname: str | None = None
+    ssh_keys: list[str] | None = None
+    key_name: str | None = None
+    user_data: str | None = None
+    network: dict[str, Any] | None = None
     anti_affinity_group: str | None = None
     tenant_id: str | None = None  # operators only: on behalf of which municipality
     host: str | None = None  # operators only: placement override (host name or id)
@@ -56,16 +65,18 @@ def create_vm(actor: Principal, data: VMRequestData) -> tuple[VM, Operation]:
     with transaction(keep_loaded=True):  # the reply is made from these objects: no reload after commit
         tenant, used = lock_tenant_with_usage(tenant_id)
         flavor_id, vcpus, ram, disk = _resolve_size(data)
+        boot = resolve_boot(tenant.id, data, vcpus, ram, disk)
         check_quota(tenant, vcpus, ram, disk, used=used)
         vm = VM(id=new_id(), tenant_id=tenant.id, name=data.name, flavor_id=flavor_id, vcpus=vcpus,
-                ram_mib=ram, disk_gib=disk, image=data.image, anti_affinity_group=data.anti_affinity_group,
+                ram_mib=ram, disk_gib=disk, anti_affinity_group=data.anti_affinity_group,
                 state=VMState.PENDING.value, created_by=actor.user_id)
+        apply_boot(vm, boot)
         if data.host:
             host = host_or_422(data.host, lock=True)
-            check_override(vm, host)
+            check_override(vm, host, boot.labels)
             vm.host_id = host.id
         else:
-            choose_and_claim(vm)
+            choose_and_claim(vm, labels=boot.labels)
         db.session.add(vm)
         op = vm_operation(OpKind.VM_CREATE, vm, actor)
         created(actor, "vm.create", vm, operation=op)
@@ -189,7 +200,7 @@ def reschedule(op_id: str, failed_host_id: str, reason: str, max_attempts: int) 
             if vm.build_attempts < max_attempts:
                 try:
                     check_quota(vm.tenant, vm.vcpus, vm.ram_mib, vm.disk_gib)
-                    new_host = choose_and_claim(vm, exclude=vm.failed_host_ids)
+                    new_host = choose_and_claim(vm, exclude=vm.failed_host_ids, labels=labels_of(vm))
                     transition(vm, VMState.PENDING, f"rescheduled after: {reason}")
                     release(op)
                     change.extra["host_name"] = new_host.name

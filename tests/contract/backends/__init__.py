@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from agents.base import HypervisorDriver, VMSpec
+from agents.base import HypervisorDriver, ImageRef, VMSpec
 
 
 @dataclass
@@ -37,6 +37,10 @@ class HostPair:
     invalid_uris: list[str] = field(default_factory=list)
     # Called before each test (e.g. to re-assert settings another test may have changed).
     before_each: Callable[[], None] | None = None
+    # A bootable test image the backend's hosts can use for root disks, and the storage pool to put disks
+    # in (tests/contract/test_disk_contract.py); None: the backend has no disks (those tests are SKIPPED).
+    image: ImageRef | None = None
+    pool: str = "default"
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from agents.base import HypervisorDriver, VMSpec
+from agents.base import HypervisorDriver, ImageRef, VMSpec
 from agents.simulated import SimulatedDriver, open_datacenter
 from tests.contract.backends import ContractBackend, HostPair
 
@@ -64,6 +64,9 @@ def _open(config: pytest.Config) -> Iterator[HostPair]:
                 "sim://h1?colour=red",
             ],
             before_each=before_each,
+            image=ImageRef(image_id="sim-image", format="qcow2", virtual_size_bytes=1 << 30,
+                           checksum="sha256:" + "0" * 64, path="/nonexistent/sim-image.qcow2"),
+            pool="default",
         )
     finally:
         dc.set_delay_scale(saved_scale)
