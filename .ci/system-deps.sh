@@ -8,10 +8,11 @@
 # Placement: ganeti-htools (hbal) so that the test proving hbal reads our htools files runs.
 # Real test guest (tests/lab/guest_image.py, built at test time): the kernel of linux-image-amd64, busybox-static,
 #   kmod, cpio, fdisk (sfdisk), dosfstools, mtools, syslinux(+common), qemu-utils; cloud-image-utils for seeds.
+# Consoles: novnc (the noVNC page the console proxy serves; nothing is loaded from the internet).
 set -uo pipefail
 PKGS=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 libvirt-dev pkg-config ganeti-htools
   linux-image-amd64 busybox-static kmod cpio fdisk dosfstools mtools syslinux syslinux-common qemu-utils
-  cloud-image-utils)
+  cloud-image-utils novnc)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "$(id -u)" != 0 ]; then

@@ -6,7 +6,8 @@ cannot be imported fails the whole command loudly instead of silently disappeari
   control plane's own database;
 - ``plans``, ``hosts`` (:mod:`.plans`, :mod:`.hosts`): the operators' HTTP client of the API;
 - ``placement`` (:mod:`.placement`): the placement engine on JSON or Ganeti htools files, offline;
-- ``lab`` (:mod:`.lab`): the libvirt test lab of session daemons on this machine.
+- ``lab`` (:mod:`.lab`): the libvirt test lab of session daemons on this machine;
+- ``console-proxy`` (:mod:`.console`): websockify and the noVNC page for VM consoles.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 import click
 
 from api.cli.audit import audit
+from api.cli.console import console_proxy
 from api.cli.database import bootstrap_operator, db
 from api.cli.hosts import hosts
 from api.cli.lab import lab
@@ -30,7 +32,7 @@ def main() -> None:
     """Confluencia control plane / plano de control Confluencia."""
 
 
-for _command in (serve, demo, db, bootstrap_operator, audit, secrets, plans, hosts, placement, lab):
+for _command in (serve, demo, db, bootstrap_operator, audit, secrets, plans, hosts, placement, lab, console_proxy):
     main.add_command(_command)
 
 

@@ -14,7 +14,8 @@ from api.schemas import operations as ops
 from api.schemas import vms as s
 from api.schemas.common import page, page_schema
 from controlplane.models import VM
-from controlplane.services.vms import access, create, delete, migrate, power
+from controlplane.services import consoles
+from controlplane.services.vms import access, create, delete, migrate, power, resize
 
 bp = Blueprint("vms", __name__, url_prefix="/v1/vms", description="Virtual machines / Máquinas virtuales")
 VMPage = page_schema(s.VM, "VMPage")
@@ -107,3 +108,27 @@ def migrate_vm(args: dict[str, Any], vm_id: str) -> Response:
     """Operators: live-migrate an ACTIVE VM to another host (its capacity is claimed at once)."""
     op = migrate.request_migration(principal(), vm_id, args["host"], if_match())
     return accepted(op, ops.Operation().dump(op))
+
+
+@bp.route("/<vm_id>/resize", methods=["POST"])
+@reads_if_match()
+@idempotent
+@bp.arguments(s.ResizeArgs)
+@bp.response(202, ops.Operation, headers=LOCATION)
+@bp.alt_response(403, description="Quota exceeded / Cuota excedida")
+@bp.alt_response(409, description="No host has room for the new size / Ningún host tiene lugar")
+def resize_vm(args: dict[str, Any], vm_id: str) -> Response:
+    """Change to another flavor (disks only grow). If the VM's host has no room, the VM moves first to a host
+    that has; a running guest sees the new vCPUs and RAM after its next start, a grown disk at once."""
+    op = resize.request_resize(principal(), vm_id, args["flavor"], if_match())
+    return accepted(op, ops.Operation().dump(op))
+
+
+@bp.route("/<vm_id>/console", methods=["POST"])
+@bp.response(201, s.Console)
+@bp.alt_response(409, description="The VM is not running / La VM no está en marcha")
+@bp.alt_response(503, description="Its host did not answer / Su host no respondió")
+def open_console(vm_id: str) -> Any:
+    """A link to the VM's screen (noVNC through the console proxy) with a token good for one connection
+    within seconds (`CONFLUENCIA_CONSOLE_TOKEN_S`)."""
+    return consoles.open_console(principal(), vm_id)

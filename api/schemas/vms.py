@@ -93,3 +93,16 @@ class VMUpdate(StrictSchema):
 class MigrateArgs(StrictSchema):
     host = fields.String(required=True, validate=validate.Length(min=1, max=63),
                          metadata={"description": "Target host name or id"})
+
+
+class Console(Schema):
+    url = fields.String(metadata={"description": "Open it in a browser: the noVNC page, connected at once"})
+    token = fields.String(metadata={"description": "One use, for `ws://<proxy>/websockify?token=...`"})
+    expires_at = fields.DateTime()
+    password = fields.String(allow_none=True, metadata={"description": "A one-time VNC password, when the "
+                                                                       "hypervisor hands one out (Proxmox)"})
+
+
+class ResizeArgs(StrictSchema):
+    flavor = fields.String(required=True, validate=validate.Length(min=1, max=63),
+                           metadata={"description": "The new flavor (name or id); its disk may not be smaller"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from controlplane.db import db
@@ -53,6 +53,7 @@ class Operation(db.Model):  # type: ignore[name-defined]
     status: Mapped[str] = mapped_column(String(16), nullable=False, default=OpStatus.PENDING.value)
     progress: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    params: Mapped[dict[str, object] | None] = mapped_column(JSON, nullable=True)  # what was asked (e.g. resize)
     request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"), nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)

@@ -136,9 +136,13 @@ def upgrade() -> None:
         batch.add_column(sa.Column('storage_pools', sa.JSON(), nullable=True))
     with op.batch_alter_table('tenants') as batch:
         batch.add_column(sa.Column('quota_images', sa.Integer(), nullable=False, server_default='5'))
+    with op.batch_alter_table('operations') as batch:
+        batch.add_column(sa.Column('params', sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('operations') as batch:
+        batch.drop_column('params')
     with op.batch_alter_table('tenants') as batch:
         batch.drop_column('quota_images')
     with op.batch_alter_table('hosts') as batch:

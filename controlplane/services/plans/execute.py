@@ -146,8 +146,10 @@ def _sync_move(m: PlanMove) -> None:
 def _start_move(plan: Plan, m: PlanMove, actor: Principal) -> bool:
     """Check the move against the state of now and start its migration, or skip it with the reason."""
     vm = db.session.execute(select(VM).where(VM.id == m.vm_id).with_for_update(of=VM)).scalar_one_or_none()
-    facts = None if vm is None else rules.VMFacts(vm.state, vm.host_id, bool(vm.pinned),
-                                                  operation_in_progress(vm.id) is not None)
+    busy = operation_in_progress(vm.id) if vm is not None else None
+    if busy is not None and (busy.params or {}).get("move_plan_id") == plan.id:
+        busy = None  # a resize waiting for this very move to a host with room
+    facts = None if vm is None else rules.VMFacts(vm.state, vm.host_id, bool(vm.pinned), busy is not None)
     reason = rules.stale_reason(facts, m.source_host_id)
     if reason is None:
         assert vm is not None

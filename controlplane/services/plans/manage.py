@@ -80,13 +80,14 @@ def create_in_tx(actor: Principal, kind: str, budget: BudgetData, *, host: str |
     raise ValidationFailed(f"unknown plan kind {kind!r}", errors={"kind": ["rebalance|drain"]})
 
 
-def single_move_plan(actor: Principal, vm: VM, target: Host) -> Plan:
-    """An operator's migration of one VM, as a plan of one move (approved at once). In a transaction."""
+def single_move_plan(actor: Principal, vm: VM, target: Host, origin: str = "manual") -> Plan:
+    """One VM's migration (an operator's, or a resize's that needs room), as a plan of one move, approved at
+    once. In a transaction."""
     computed = PlacementPlan(moves=(Move(vm=vm.id, source=vm.host_id or "", target=target.id,
                                          cost_ram_mib=float(vm.ram_mib), gain=0.0, wave=1),),
                              objective_before=0.0, objective_after=0.0, stdev_before={}, stdev_after={},
                              spread_before={}, spread_after={})
-    plan = _store(actor, "migrate", "manual", computed, {"max_moves": 1, "max_per_host": 1}, "stop")
+    plan = _store(actor, "migrate", origin, computed, {"max_moves": 1, "max_per_host": 1}, "stop")
     approve_in_tx(actor, plan)
     return plan
 
