@@ -11,6 +11,7 @@ from api.routes import (
     flavors,
     health,
     hosts,
+    image_files,
     images,
     keypairs,
     operations,
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None) -> Flask:
                keypairs.bp, volumes.bp):
         api.register_blueprint(bp)
     app.register_blueprint(health.bp)  # /livez, /readyz: not part of the /v1 API document
+    app.register_blueprint(image_files.bp)  # signed links for hypervisors: not part of it either
     http.register(app)
     jsonlimits.register(app)
     problems.register(app)

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from agents import CloudInit, DiskSpec, DriverError, HypervisorDriver, ImageRef, NetConfig, VMSpec, open_driver
 from controlplane.config import settings
+from controlplane.core.image_urls import signed_url
 from controlplane.core.io_guard import guarded
 from controlplane.core.secrets import DataKeyError, reveal_options
 from controlplane.db import db
@@ -39,7 +40,8 @@ def driver_for(host: Host) -> HypervisorDriver:
 
 def image_ref(image: Image) -> ImageRef:
     return ImageRef(image_id=image.id, format=image.format or "raw", virtual_size_bytes=image.virtual_size_bytes or 0,
-                    checksum=image.checksum, path=str(settings().images_path / f"{image.id}.{image.format}"))
+                    checksum=image.checksum, path=str(settings().images_path / f"{image.id}.{image.format}"),
+                    url=signed_url(image.id))
 
 
 def pool_name(pool_id: str | None) -> str:

@@ -22,6 +22,7 @@ from agents.image_files import FetchFailed, ImageInfo, ImageRejected, fetch, ins
 from controlplane.config import settings
 from controlplane.context import SYSTEM, Principal
 from controlplane.core.audit import audited, created
+from controlplane.core.image_urls import valid
 from controlplane.core.leases import Finished, finish_op, load_operation, start_op
 from controlplane.core.outbox import enqueue, new_operation
 from controlplane.core.quotas import lock_tenant, private_images
@@ -203,6 +204,14 @@ def delete_image(actor: Principal, image_id: str, if_match: int | None) -> None:
             image.state, image.deleted_at = ImageState.DELETED.value, utcnow()
         if path is not None:
             after_commit(lambda: path.unlink(missing_ok=True))
+
+
+def file_for_download(image_id: str, expires: str, signature: str) -> Path:
+    """The stored file of an active image behind a valid signed link (404 for anything else)."""
+    image = db.session.get(Image, image_id) if valid(image_id, expires, signature) else None
+    if image is None or image.state != ImageState.ACTIVE or not image_path(image).is_file():
+        raise not_found("image", image_id)
+    return image_path(image)
 
 
 def usable_image(actor_tenant: str, ref: str, field: str = "image") -> Image:

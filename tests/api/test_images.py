@@ -209,3 +209,31 @@ def serve_dir() -> Iterator[tuple[str, Path]]:
         finally:
             server.shutdown()
             server.server_close()
+
+
+def test_hypervisors_download_an_image_through_a_signed_expiring_link(app: Any, world: World, imports: Path,
+                                                                       settings_override):
+    from cryptography.fernet import Fernet
+
+    from controlplane.core import image_urls
+
+    path = imports / "dl.raw"
+    path.write_bytes(bytes(range(256)) * 4096)
+    image = imported(world, body(path, format="raw"))["image"]
+    client = app.test_client()
+    with app.app_context():
+        assert image_urls.signed_url(image["id"]) is None  # no data key, no links
+    settings_override(data_key=Fernet.generate_key().decode(), public_url="http://cp.example:8080")
+    with app.app_context():
+        url = image_urls.signed_url(image["id"])
+        expired = image_urls.signed_url(image["id"], lifetime_s=-10)
+    assert url is not None and url.startswith(f"http://cp.example:8080/image-files/{image['id']}?expires=")
+    local = url.split("cp.example:8080", 1)[1]
+    r = client.get(local)  # no bearer token: the link is the credential
+    assert r.status_code == 200 and r.data == path.read_bytes()
+    partial = client.get(local, headers={"Range": "bytes=0-9"})
+    assert partial.status_code == 206 and partial.data == path.read_bytes()[:10]
+    tampered = local[:-1] + ("0" if local[-1] != "0" else "1")
+    for bad in (tampered, expired.split("cp.example:8080", 1)[1] if expired else "", local.replace(image["id"], "x"),
+                f"/image-files/{image['id']}"):
+        assert_problem(client.get(bad), 404)
