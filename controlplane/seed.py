@@ -1,15 +1,18 @@
-"""The demo data center: 8 simulated hosts of mixed sizes, 2 municipalities with quotas, one operator."""
+"""The demo data center: 8 simulated hosts of mixed sizes reaching one shared storage pool, a local pool,
+a small public image, 2 municipalities with quotas, one operator."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from controlplane.config import settings
 from controlplane.context import Principal
 from controlplane.db import db
-from controlplane.models import Flavor, Host, Role, Tenant, User
-from controlplane.services import flavors, hosts, tenants, tokens, users
+from controlplane.models import Flavor, Host, Image, Role, StoragePool, Tenant, User
+from controlplane.services import flavors, hosts, images, pools, tenants, tokens, users
 
 # name, zone, vcpus, ram_mib, disk_gib
 DEMO_HOSTS = [
@@ -29,6 +32,13 @@ DEMO_FLAVORS = [
     ("m1.xlarge", 8, 16384, 160, "8 vCPU, 16 GiB RAM, 160 GiB disco"),
 ]
 SEEDER = Principal(user_id=None, username="seed", role=Role.OPERATOR.value)
+DEMO_POOLS: list[dict[str, object]] = [
+    {"name": "compartido", "kind": "shared", "capacity_gib": 20000, "is_default": True,
+     "description": "Almacenamiento compartido (NFS/Ceph) del centro de datos"},
+    {"name": "local", "kind": "local", "description": "Discos propios de cada host"},
+]
+DEMO_IMAGE = "imagen-demo"
+DEMO_IMAGE_BYTES = b"Confluencia demo disk / disco de demostracion\n".ljust(1 << 20, b"\0")  # a raw 1 MiB disk
 
 
 @dataclass(frozen=True)
@@ -44,15 +54,37 @@ def ensure_operator(username: str = "operador") -> User:
     return user
 
 
+def seed_storage() -> None:
+    """The demo's pools (every demo host reaches the shared one) and its public image (imported by the worker)."""
+    if db.session.execute(select(StoragePool.id)).first() is None:
+        for data in DEMO_POOLS:
+            pools.create_pool(SEEDER, dict(data))
+    if db.session.execute(select(Image.id).where(Image.name == DEMO_IMAGE)).first() is None:
+        source_dir = settings().import_dirs[0] if settings().import_dirs else settings().images_path.parent
+        source_dir.mkdir(parents=True, exist_ok=True)
+        source = source_dir / f"{DEMO_IMAGE}.raw"
+        source.write_bytes(DEMO_IMAGE_BYTES)
+        images.create_image(SEEDER, {"name": DEMO_IMAGE, "source": str(source), "format": "raw", "min_disk_gib": 1,
+                                     "checksum": "sha256:" + hashlib.sha256(DEMO_IMAGE_BYTES).hexdigest(),
+                                     "os_name": "demo", "os_version": "1"})
+
+
 def seed_demo() -> DemoTokens:
     """Idempotent: creates what is missing and issues fresh tokens for the demo users."""
+    if db.session.execute(select(StoragePool.id)).first() is None:
+        seed_storage()
     if db.session.execute(select(Host.id)).first() is None:
         for name, zone, vcpus, ram, disk in DEMO_HOSTS:
             hosts.create_host(SEEDER, {"name": name, "driver": "simulated", "zone": zone,
                                        "uri": f"sim://{name}?vcpus={vcpus}&ram_mib={ram}&disk_gib={disk}",
                                        "vcpus": vcpus, "ram_mib": ram, "disk_gib": disk,
-                                       "reserved_ram_mib": 4096, "reserved_vcpus": 2, "reserved_disk_gib": 50},
+                                       "reserved_ram_mib": 4096, "reserved_vcpus": 2, "reserved_disk_gib": 50,
+                                       "storage_pools": ["compartido"]},
                               verify=False)  # the simulated demo hosts answer: no need to wait for a check
+    for host in db.session.execute(select(Host).where(Host.driver == "simulated")).scalars():
+        if not host.storage_pools:  # a demo database from before storage pools existed
+            host.storage_pools = ["compartido"]
+    db.session.commit()
     if db.session.execute(select(Flavor.id)).first() is None:
         for name, vcpus, ram, disk, desc in DEMO_FLAVORS:
             flavors.create_flavor(SEEDER, {"name": name, "vcpus": vcpus, "ram_mib": ram, "disk_gib": disk,
