@@ -43,6 +43,8 @@ class Compiled:
     vm_anti: tuple[frozenset[str], ...]
     vm_aff: tuple[frozenset[str], ...]
     vm_zones: tuple[frozenset[str] | None, ...]
+    vm_labels: tuple[frozenset[str], ...]  # what a host must carry to take the VM (e.g. its storage pool)
+    vm_copy: FloatArray  # (V,) MiB a migration copies besides RAM (local disks)
     anti_table: dict[str, dict[int, int]]  # group -> host -> members (read-only after compile)
     aff_table: dict[str, dict[int, int]]
     util: FloatArray  # (H, R) alloc / cap at snapshot time

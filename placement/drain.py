@@ -56,6 +56,7 @@ def plan_drain(snapshot: ClusterSnapshot, host: str, max_per_host: int = 1) -> P
             anti=comp.vm_anti[v],
             aff=aff,
             zones=comp.vm_zones[v],
+            required_labels=comp.vm_labels[v],
             source=h,
         )
         verdict = evaluate(state, cand)

@@ -238,6 +238,7 @@ def _candidate(comp: Compiled, vm: int, source: int) -> Candidate:
         anti=comp.vm_anti[vm],
         aff=comp.vm_aff[vm],
         zones=comp.vm_zones[vm],
+        required_labels=comp.vm_labels[vm],
         source=source,
     )
 

@@ -105,11 +105,16 @@ class VMSnapshot:
     affinity: frozenset[str] = frozenset()
     pinned: bool = False
     zones: frozenset[str] | None = None
+    required_labels: frozenset[str] = frozenset()  # a host it moves to must carry all of them
+    copy_mib: float = 0.0  # what a migration copies besides RAM (local disks), in MiB: part of a move's cost
 
     def __post_init__(self) -> None:
         _check_id(self.id, "vm")
         _check_id(self.host, f"vm {self.id!r} host")
         object.__setattr__(self, "demand", _vector(self.demand, f"vm {self.id!r} demand"))
+        object.__setattr__(self, "required_labels", _names(self.required_labels, f"vm {self.id!r} labels"))
+        if not (math.isfinite(self.copy_mib) and self.copy_mib >= 0):
+            raise PlacementInputError(f"vm {self.id!r}: copy_mib must be finite and >= 0, got {self.copy_mib}")
         object.__setattr__(self, "anti_affinity", _names(self.anti_affinity, f"vm {self.id!r}"))
         object.__setattr__(self, "affinity", _names(self.affinity, f"vm {self.id!r}"))
         object.__setattr__(self, "zones", _optional_names(self.zones, f"vm {self.id!r} zones"))
@@ -299,6 +304,8 @@ def compile_snapshot(snap: ClusterSnapshot) -> Compiled:
         vm_anti=tuple(v.anti_affinity for v in snap.vms),
         vm_aff=tuple(v.affinity for v in snap.vms),
         vm_zones=tuple(v.zones for v in snap.vms),
+        vm_labels=tuple(v.required_labels for v in snap.vms),
+        vm_copy=np.array([v.copy_mib for v in snap.vms], dtype=np.float64),
         anti_table=anti_table,
         aff_table=aff_table,
         util=util,

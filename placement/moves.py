@@ -41,13 +41,14 @@ class SearchLimits:
 
 
 def static_targets(comp: Compiled, hosts_ok: BoolArray) -> StaticTargets:
-    keys: dict[tuple[str, tuple[str, ...] | None], int] = {}
+    keys: dict[tuple[str, tuple[str, ...] | None, tuple[str, ...]], int] = {}
     rows: list[BoolArray] = []
     key_of_vm = np.zeros(len(comp.vm_ids), dtype=np.int64)
     open_tenants = all(a is None for a in comp.allowed_tenants)
     for v in range(len(comp.vm_ids)):
-        zones = comp.vm_zones[v]
-        key = ("" if open_tenants else comp.vm_tenant[v], None if zones is None else tuple(sorted(zones)))
+        zones, labels = comp.vm_zones[v], comp.vm_labels[v]
+        key = ("" if open_tenants else comp.vm_tenant[v], None if zones is None else tuple(sorted(zones)),
+               tuple(sorted(labels)))
         idx = keys.get(key)
         if idx is None:
             mask = hosts_ok.copy()
@@ -56,6 +57,8 @@ def static_targets(comp: Compiled, hosts_ok: BoolArray) -> StaticTargets:
                 mask &= np.array([a is None or tenant in a for a in comp.allowed_tenants], dtype=bool)
             if zones is not None:
                 mask &= np.array([z is not None and z in zones for z in comp.zones], dtype=bool)
+            if labels:
+                mask &= np.array([labels <= have for have in comp.labels], dtype=bool)
             idx = len(rows)
             keys[key] = idx
             rows.append(mask)

@@ -61,7 +61,7 @@ class Move:
     vm: str
     source: str
     target: str
-    cost_ram_mib: float
+    cost_ram_mib: float  # MiB the migration copies: the guest's RAM, plus its local disks (VMSnapshot.copy_mib)
     gain: float
     wave: int
 
@@ -167,7 +167,7 @@ def build_plan(
     for (vm, src, tgt), wave in zip(moves, waves, strict=True):
         start.move(vm, tgt)
         nxt = start.objective()
-        cost = float(comp.vm_demand[vm, ram]) if ram is not None else 0.0
+        cost = (float(comp.vm_demand[vm, ram]) if ram is not None else 0.0) + float(comp.vm_copy[vm])
         out.append(
             Move(
                 vm=comp.vm_ids[vm],
@@ -222,6 +222,7 @@ def replay(snapshot: ClusterSnapshot, plan: Plan) -> ClusterSnapshot:
             anti=comp.vm_anti[vm],
             aff=comp.vm_aff[vm],
             zones=comp.vm_zones[vm],
+            required_labels=comp.vm_labels[vm],
             source=src,
         )
         verdict = evaluate(state, cand)

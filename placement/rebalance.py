@@ -96,7 +96,7 @@ def _greedy(
 ) -> State:
     state = State(comp)
     ram = ram_column(comp)
-    cost = comp.vm_demand[:, ram] if ram is not None else np.zeros(len(comp.vm_ids))
+    cost = (comp.vm_demand[:, ram] if ram is not None else np.zeros(len(comp.vm_ids))) + comp.vm_copy
     left_mib = np.inf if budget.max_copy_gib is None else budget.max_copy_gib * 1024.0
     max_moves = len(comp.vm_ids) if budget.max_moves is None else budget.max_moves
     free = movable.copy()
@@ -166,7 +166,7 @@ def plan_rebalance(
     base = State(comp).objective()
     lb = ram_lower_bound_mib(comp)
     ram = ram_column(comp)
-    cost = comp.vm_demand[:, ram] if ram is not None else np.zeros(len(comp.vm_ids))
+    cost = (comp.vm_demand[:, ram] if ram is not None else np.zeros(len(comp.vm_ids))) + comp.vm_copy
     max_moves = len(comp.vm_ids) if budget.max_moves is None else budget.max_moves
     max_ram = np.inf if budget.max_copy_gib is None else budget.max_copy_gib * 1024.0
     big = len(comp.vm_ids) * len(comp.host_ids) > FULL_EVAL_LIMIT

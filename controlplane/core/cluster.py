@@ -6,6 +6,9 @@ Precedence, strongest first (documented in the README):
 3. a VM with an operation in flight (building, migrating, deleting) stays where it is;
 4. ``exclude_from_rebalance`` on a municipality or a host keeps its VMs where they are and the host out
    of rebalancing targets, for rebalance plans only: draining a host for maintenance still moves them.
+
+A VM whose root disk is in a shared pool only moves to hosts that reach the pool; one with a local root disk
+costs its disk on top of its RAM (copy-storage migration).
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ from typing import Any
 from sqlalchemy import select
 
 from controlplane.core.lookups import anti_affinity_key
+from controlplane.core.scheduling import pool_labels
 from controlplane.db import db
-from controlplane.models import VM, Host, Tenant, VMState
+from controlplane.models import VM, Host, StoragePool, Tenant, VMState
 from placement import Budget, ClusterSnapshot, HostSnapshot, VMSnapshot, plan_rebalance
 
 STABLE = (VMState.ACTIVE.value, VMState.STOPPED.value)
@@ -28,17 +32,23 @@ def snapshot(for_drain: bool = False) -> ClusterSnapshot:
     vms = db.session.execute(select(VM).where(VM.host_id.is_not(None), VM.state != VMState.DELETED.value)
                              .order_by(VM.id)).scalars()
     snap_vms: list[VMSnapshot] = []
+    pools = {p.id: p for p in db.session.execute(select(StoragePool)).scalars()}
     for vm in vms:
         group = anti_affinity_key(vm.tenant_id, vm.anti_affinity_group)
         stays = vm.pinned or vm.state not in STABLE or (not for_drain and vm.tenant_id in excluded_tenants)
         demand = (float(vm.vcpus), float(vm.ram_mib), float(vm.host_disk_gib))
+        pool = pools.get(vm.pool_id or "")
+        labels = frozenset({f"pool:{pool.name}"}) if pool is not None and pool.shared else frozenset()
+        local_disk = vm.image_id is not None and (pool is None or not pool.shared)  # copied by a migration
         snap_vms.append(VMSnapshot(id=vm.id, host=vm.host_id or "", demand=demand, tenant=vm.tenant_id,
-                                   anti_affinity=group, pinned=stays))
+                                   anti_affinity=group, pinned=stays, required_labels=labels,
+                                   copy_mib=vm.disk_gib * 1024.0 if local_disk else 0.0))
         if vm.migration_target_id:  # the target's claim while the guest is copied
             snap_vms.append(VMSnapshot(id=f"{vm.id}@target", host=vm.migration_target_id, demand=demand,
                                        tenant=vm.tenant_id, anti_affinity=group, pinned=True))
     snap_hosts = [HostSnapshot(id=h.id, capacity=h.capacity(), state=h.state, zone=h.zone,
-                               exclude_from_rebalance=h.exclude_from_rebalance and not for_drain)
+                               exclude_from_rebalance=h.exclude_from_rebalance and not for_drain,
+                               labels=pool_labels(h.storage_pools))
                   for h in hosts]
     return ClusterSnapshot(hosts=snap_hosts, vms=snap_vms)
 

@@ -115,3 +115,31 @@ def test_pools_are_the_operators_and_in_use_ones_stay(app: Any, world: World, im
     etag = world.operator.get(f"/v1/storage-pools/{p['id']}").headers["ETag"]
     assert_problem(world.operator.patch(f"/v1/storage-pools/{p['id']}", json={"capacity_gib": 5},
                                         headers={"If-Match": etag}), 409, "conflict")  # holds 10 GiB
+
+
+def test_a_drain_moves_a_vm_only_to_a_host_that_reaches_its_pool(world: World, image_dirs):
+    image(world, image_dirs)
+    pool(world, "nfs-c", is_default=True)
+    reach(world, "hv1", ["nfs-c"])
+    reach(world, "hv2", ["nfs-c"])
+    r = world.operator.post("/v1/vms", json={"name": "app", "flavor": "small", "image": "base",
+                                             "tenant_id": world.tenant_a, "host": "hv1"})
+    world.operator.wait_op(r.get_json()["operation_id"])
+    vm_id = r.get_json()["vm"]["id"]
+    r = world.operator.post("/v1/hosts/hv1/maintenance", json={"enabled": True, "reason": "test"})
+    assert r.status_code == 200, r.get_json()
+    plan = world.operator.get("/v1/plans?kind=drain").get_json()["items"][0]
+    world.operator.wait_op(plan["operation_id"], timeout=60)
+    assert world.operator.get(f"/v1/vms/{vm_id}").get_json()["host_id"] == world.hosts["hv2"]  # hv3: no nfs-c
+
+
+def test_a_local_root_disk_is_part_of_a_migrations_cost(world: World, image_dirs):
+    image(world, image_dirs)
+    pool(world, "local", kind="local", is_default=True)
+    r = world.operator.post("/v1/vms", json={"name": "db", "flavor": "small", "image": "base",
+                                             "tenant_id": world.tenant_a, "host": "hv1"})
+    world.operator.wait_op(r.get_json()["operation_id"])
+    world.operator.post("/v1/hosts/hv1/maintenance", json={"enabled": True})
+    plan = world.operator.get("/v1/plans?kind=drain").get_json()["items"][0]
+    detail = world.operator.get(f"/v1/plans/{plan['id']}").get_json()
+    assert detail["cost_ram_mib"] == 1024 + 10 * 1024  # its RAM and its 10 GiB local disk
