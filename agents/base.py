@@ -116,7 +116,7 @@ class ConsoleEndpoint:
 
     host: str
     port: int
-    password: str | None = None  # a one-time VNC password or ticket, when the hypervisor hands one out
+    password: str | None = None  # the VNC (RFB) password, when the hypervisor sets a one-time one (Proxmox)
     expires_s: float | None = None  # the endpoint stops accepting connections after this many seconds
 
 
@@ -219,7 +219,9 @@ class HypervisorDriver(Protocol):
 
     def attach_disk(self, vm_id: str, disk: DiskSpec) -> DiskInfo:
         """Create the data volume if it does not exist yet (empty, ``size_gib``) and attach it to the domain:
-        to the running guest at once and to its definition. Attached already: success (same answer)."""
+        to the running guest at once and to its definition. Attached already: success (same answer). A volume
+        that exists is found where it was detached: in its shared pool, or on the same host (Proxmox moves disks
+        only between VMs of one node: another node's volume is ``NotFound``)."""
         ...
 
     def detach_disk(self, vm_id: str, disk: DiskSpec) -> None:

@@ -1,5 +1,10 @@
 """Creating a Proxmox VM: VMID allocation with retry on "already exists", full clone or create from
-parameters, then waiting for the task (or for the config lock of a create already in flight)."""
+parameters, then waiting for the task (or for the config lock of a create already in flight).
+
+A spec with disks is created from parameters: the root disk ``scsi0`` imported from the image the node
+downloaded (``<storage>:0,import-from=<volid>``, see :mod:`agents.proxmox_storage`) or empty, then grown to
+its size (``PUT .../resize``); a spec with a cloud-init seed gets PVE's cloud-init drive and options
+(:mod:`agents.proxmox_cloudinit`), also after a clone. Data volumes are attached by the driver afterwards."""
 
 from __future__ import annotations
 
@@ -7,19 +12,20 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt
-
+from agents import proxmox_cloudinit as cloudinit
 from agents.base import VMSpec
-from agents.errors import AlreadyExists, DriverError, NotFound, OperationTimeout
-from agents.proxmox_meta import TAG, describe, pve_name
+from agents.errors import DriverError, NotFound, OperationTimeout
+from agents.proxmox_meta import GIB, TAG, describe, pve_name, size_bytes
 from agents.proxmox_node import ProxmoxNode
+from agents.proxmox_storage import Storages
 
 
 class Creator:
     """Creates our VM on ``node``; the driver's ``create`` holds the VM's lock around it."""
 
-    def __init__(self, node: ProxmoxNode) -> None:
+    def __init__(self, node: ProxmoxNode, storages: Storages) -> None:
         self.node = node
+        self.storages = storages
         self.client = node.client
         self.opts = node.opts
 
@@ -44,9 +50,10 @@ class Creator:
     # ---- allocation and launch -------------------------------------------------------------------------
     def launch(self, spec: VMSpec, key: str) -> int:
         """Allocate a VMID and start the create/clone task; the UPID goes to the journal. Returns the VMID."""
-        template = self.template(spec)
+        template = None if spec.disks else self.template(spec)
         if template is None:
-            return self._allocate(spec, key, lambda vmid: self._create_params(spec, vmid))
+            extra = self._disk_params(spec)  # the image is on the node before a VMID is taken
+            return self._allocate(spec, key, lambda vmid: self._create_params(spec, vmid, extra))
         # Clones of one template are serialised in this process; other processes meet "can't lock file"
         # and retry with backoff. The lock is held until the clone task is over.
         with self.node.lock("template", str(template[1])):
@@ -55,31 +62,36 @@ class Creator:
             return vmid
 
     def _allocate(self, spec: VMSpec, key: str, start: Callable[[int], object]) -> int:
-        """Take the next free VMID and ``start`` with it; another client may take it between ``nextid`` and
-        our create ("already exists"): then the next one, at most ``vmid_retries`` times (tenacity)."""
-        tried = [0]  # the last VMID tried: the next attempt takes a higher one
+        return self.node.allocate(key, repr(spec.vm_id), start)
 
-        def attempt() -> int:
-            nextid = int(self.client.call("GET", "cluster/nextid"))  # a string on the wire
-            candidate = tried[0] = max(nextid, self.opts.vmid_min, tried[0] + 1)
-            if candidate != nextid:
-                self.client.call("GET", "cluster/nextid", vmid=candidate)  # 400 when taken
-            self.node.journal.remember(key, str(start(candidate)))
-            return candidate
-
-        retrying = Retrying(
-            stop=stop_after_attempt(self.opts.vmid_retries), retry=retry_if_exception_type(AlreadyExists)
-        )
-        try:
-            return retrying(attempt)
-        except RetryError:
+    def _disk_params(self, spec: VMSpec) -> dict[str, Any]:
+        """``scsi0`` (imported from the image, or empty), the boot order and the cloud-init options; the image is
+        downloaded last, when everything else is known to be right."""
+        out: dict[str, Any] = {}
+        root = spec.disks[0] if spec.disks else None
+        storage = self.storages.storage(root.pool) if root is not None else self.opts.storage
+        if spec.cloud_init is not None:
+            out.update(cloudinit.params(spec.cloud_init, spec.vm_id, storage, self.opts, self.node.uri))
+            nets = spec.cloud_init.networks
+            if nets and nets[0].mac:
+                out["net0"] = f"virtio={nets[0].mac},bridge={self.opts.bridge}"
+        if root is None:
+            return out
+        out["boot"] = "order=scsi0;net0"
+        if root.image is None:
+            out["scsi0"] = f"{storage}:{root.size_gib}"
+            return out
+        if root.image.virtual_size_bytes > root.size_gib * GIB:
             raise DriverError(
-                f"no free VMID for {spec.vm_id!r} after {self.opts.vmid_retries} attempts",
+                f"root disk {root.volume_id!r} ({root.size_gib} GiB) is smaller than image "
+                f"{root.image.image_id!r} ({root.image.virtual_size_bytes} bytes)",
                 host=self.node.uri,
-                code="VMID_EXHAUSTED",
-            ) from None
+                code="DISK_TOO_SMALL",
+            )
+        out["scsi0"] = f"{storage}:0,import-from={self.storages.ensure_image(root.image)}"
+        return out
 
-    def _create_params(self, spec: VMSpec, vmid: int) -> str:
+    def _create_params(self, spec: VMSpec, vmid: int, extra: dict[str, Any]) -> str:
         params: dict[str, Any] = {
             "vmid": vmid,
             "name": pve_name(spec.vm_id),
@@ -92,8 +104,9 @@ class Creator:
             "scsihw": "virtio-scsi-single",
             "net0": f"virtio,bridge={self.opts.bridge}",
         }
-        if spec.disk_gib > 0:
+        if spec.disk_gib > 0 and not spec.disks:
             params["scsi0"] = f"{self.opts.storage}:{spec.disk_gib}"
+        params.update(extra)
         return str(self.client.call("POST", f"nodes/{self.node.name}/qemu", **params))
 
     def _clone(self, spec: VMSpec, template: tuple[str, int], vmid: int) -> str:
@@ -156,7 +169,8 @@ class Creator:
             pause = min(pause * 2, self.opts.poll_interval_s)
 
     def finish(self, spec: VMSpec, vmid: int, key: str) -> None:
-        """Wait for the task, then give a clone the requested CPUs, RAM and tag (idempotent)."""
+        """Wait for the task, then give a clone the requested CPUs, RAM, tag and cloud-init options, and grow the
+        root disk to its size (idempotent)."""
         self.wait(spec, vmid, key)
         cfg = self.node.config(vmid)
         cores, sockets = int(cfg.get("cores", 1)), int(cfg.get("sockets", 1))
@@ -171,3 +185,19 @@ class Creator:
         if wanted:
             path = self.node.qemu(vmid, "/config")
             self.client.retry_locked(lambda: self.client.call("PUT", path, **wanted), f"configure VMID {vmid}")
+        if spec.cloud_init is not None:  # a clone (of a template with or without a cloud-init drive)
+            ci = cloudinit.params(spec.cloud_init, spec.vm_id, self.opts.storage, self.opts, self.node.uri)
+            if "cloudinit" in str(cfg.get(cloudinit.DRIVE, "")):
+                del ci[cloudinit.DRIVE]
+            ci = {k: v for k, v in ci.items() if str(cfg.get(k)) != str(v)}
+            if ci:
+                config = self.node.qemu(vmid, "/config")
+                self._task(f"cloud-init drive of {spec.vm_id}", lambda: self.client.call("POST", config, **ci))
+        if spec.disks and size_bytes(str(self.node.config(vmid).get("scsi0", ""))) < spec.disks[0].size_gib * GIB:
+            size, resize = f"{spec.disks[0].size_gib}G", self.node.qemu(vmid, "/resize")
+            what = f"growing the root disk of {spec.vm_id}"
+            self._task(what, lambda: self.client.call("PUT", resize, disk="scsi0", size=size))
+
+    def _task(self, what: str, launch: Callable[[], object]) -> None:
+        upid = str(self.client.retry_locked(launch, what))
+        self.client.wait_task(upid, self.opts.task_timeout_s, what)

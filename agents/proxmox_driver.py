@@ -3,8 +3,9 @@
 URI ``pve://HOST[:PORT]/NODE``; options (strings): ``token_id`` (``user@realm!name``), ``token_secret``,
 ``verify_ssl``, ``ca_bundle``, ``template``, ``storage``, ``bridge``, ``connect_timeout``, ``http_timeout``,
 ``task_timeout``, ``start_timeout``, ``lock_timeout``, ``poll_interval``, ``vmid_min``, ``vmid_retries``,
-``local_disk_migration``, ``breaker_cool_down``; defaults in :class:`agents.proxmox_uri.ProxmoxOptions` and
-the README's "Proxmox VE hosts" table.
+``local_disk_migration``, ``breaker_cool_down``, ``pools``, ``image_storage``, ``console_host``,
+``snippets_storage``, ``snippets_dir``; defaults in :class:`agents.proxmox_uri.ProxmoxOptions` and the README's
+"Proxmox VE hosts" table.
 
 Deadlines of every HTTP request (:mod:`agents.proxmox_client`): ``connect_timeout`` (default 10 s: TCP connect
 and TLS handshake) and ``http_timeout`` (default 30 s: each wait for reply bytes), both ending in
@@ -20,7 +21,9 @@ running instead of starting the operation twice.
 
 What the driver, :mod:`agents.proxmox_create` and :mod:`agents.proxmox_migrate` share (client, options,
 journal, locks, task running, look-ups of our VMs) is one :class:`agents.proxmox_node.ProxmoxNode`, the
-driver's ``pve`` attribute.
+driver's ``pve`` attribute. Pools and images: :mod:`agents.proxmox_storage`; cloud-init:
+:mod:`agents.proxmox_cloudinit`; data volumes: :mod:`agents.proxmox_disks` (detached ones are kept by holder
+VMs, :mod:`agents.proxmox_volumes`); the console: :mod:`agents.proxmox_console`.
 """
 
 from __future__ import annotations
@@ -32,13 +35,38 @@ import uuid
 
 import proxmoxer
 
-from agents.base import DomainInfo, HostFacts, HostUsage, HypervisorDriver, MigrationResult, ProgressCallback, VMSpec
+from agents import proxmox_cloudinit
+from agents.base import (
+    ConsoleEndpoint,
+    DiskInfo,
+    DiskSpec,
+    DomainInfo,
+    HostFacts,
+    HostUsage,
+    HypervisorDriver,
+    MigrationResult,
+    ProgressCallback,
+    VMSpec,
+)
 from agents.errors import AlreadyExists, DriverError, InvalidState, NotFound, OperationTimeout
 from agents.proxmox_client import Client, OperationJournal
+from agents.proxmox_console import console
 from agents.proxmox_create import Creator
-from agents.proxmox_meta import GIB, MIB, TAG, domain_info, is_candidate, parse_description, same_spec
+from agents.proxmox_disks import Disks
+from agents.proxmox_meta import (
+    GIB,
+    HOLDER_NAME,
+    MIB,
+    TAG,
+    domain_info,
+    is_candidate,
+    parse_description,
+    same_spec,
+    with_spec,
+)
 from agents.proxmox_migrate import migrate
 from agents.proxmox_node import Entry, ProxmoxNode
+from agents.proxmox_storage import Storages
 from agents.proxmox_uri import ProxmoxOptions, parse_uri
 
 
@@ -48,6 +76,8 @@ class ProxmoxDriver:
     def __init__(self, uri: str, *, journal: OperationJournal | None = None, **options: str) -> None:
         self.pve = ProxmoxNode(uri, journal=journal, **options)
         self.uri = self.pve.uri  # a plain attribute, as HypervisorDriver declares it
+        self.storages = Storages(self.pve)
+        self.disks = Disks(self.pve, self.storages)
 
     def __repr__(self) -> str:
         return f"ProxmoxDriver(uri={self.uri!r}, token_id={self.opts.token_id!r})"
@@ -114,8 +144,8 @@ class ProxmoxDriver:
     def _domains(self, entries: list[Entry]) -> list[DomainInfo]:
         out = []
         for entry in entries:
-            if entry.get("template"):
-                continue
+            if entry.get("template") or entry.get("name") == HOLDER_NAME:
+                continue  # templates, and the holders of detached volumes (proxmox_volumes), are no domains
             cfg = None
             if is_candidate(entry) or TAG in str(entry.get("tags", "")):
                 try:
@@ -159,7 +189,7 @@ class ProxmoxDriver:
                         f"VM {spec.vm_id!r} already exists on node {elsewhere}", host=self.uri, code="DOM_EXIST"
                     )
                 self.journal.forget(key)  # a stale UPID of a create whose VM is gone
-                vmid = Creator(self.pve).launch(spec, key)
+                vmid = Creator(self.pve, self.storages).launch(spec, key)
             else:
                 entry, cfg = found
                 meta = parse_description(cfg.get("description"))
@@ -170,8 +200,10 @@ class ProxmoxDriver:
                         code="DOM_EXIST",
                     )
                 vmid = int(entry["vmid"])
-            Creator(self.pve).finish(spec, vmid, key)
-            return self._info(spec.vm_id)
+            Creator(self.pve, self.storages).finish(spec, vmid, key)
+        for data in spec.disks[1:]:
+            self.disks.attach(spec.vm_id, data)
+        return self._info(spec.vm_id)
 
     def start(self, vm_id: str) -> DomainInfo:
         with self.pve.lock("vm", vm_id):
@@ -240,11 +272,13 @@ class ProxmoxDriver:
                         self.client.wait_task(upid, self.opts.task_timeout_s, f"delete of {vm_id}")
                     finally:
                         self.journal.forget(key)
+                proxmox_cloudinit.remove_snippets(self.opts, vm_id)
                 return
             entry, _ = found
             vmid = int(entry["vmid"])
             if entry.get("status") == "running":
                 self._hard_stop(vm_id, vmid, self.pve.key(vm_id, "stop"))
+            self.disks.settle(vm_id, vmid)  # detached data volumes go to the holder: they outlive the VM
 
             def launch() -> str:
                 call = lambda: self.client.call(  # noqa: E731
@@ -253,6 +287,7 @@ class ProxmoxDriver:
                 return str(self.client.retry_locked(call, f"delete of {vm_id}"))
 
             self.pve.run_task(key, f"delete of {vm_id}", vmid, ("qmdestroy",), self.opts.task_timeout_s, launch)
+            proxmox_cloudinit.remove_snippets(self.opts, vm_id)
 
     def migrate(
         self,
@@ -275,6 +310,47 @@ class ProxmoxDriver:
         entry, cfg = found
         vmid = int(entry["vmid"])
         return cfg.get("lock") == "migrate" or self.client.active_task(self.node, vmid, ("qmigrate",)) is not None
+
+    # ---- disks, size, console ---------------------------------------------------------------------------
+    def attach_disk(self, vm_id: str, disk: DiskSpec) -> DiskInfo:
+        return self.disks.attach(vm_id, disk)
+
+    def detach_disk(self, vm_id: str, disk: DiskSpec) -> None:
+        self.disks.detach(vm_id, disk)
+
+    def grow_disk(self, vm_id: str | None, disk: DiskSpec) -> DiskInfo:
+        return self.disks.grow(vm_id, disk)
+
+    def delete_disk(self, disk: DiskSpec) -> None:
+        self.disks.delete(disk)
+
+    def resize(self, vm_id: str, vcpus: int, ram_mib: int) -> DomainInfo:
+        """``cores``/``memory`` in the config (and our spec line). A running guest keeps its size until its next
+        start (PVE holds the change as pending: CPU and memory hotplug are off by default); the answer shows
+        the new vCPUs of the definition and the RAM the guest has now."""
+        with self.pve.lock("vm", vm_id):
+            entry, cfg = self.pve.require(vm_id)
+            vmid = int(entry["vmid"])
+            wanted: dict[str, object] = {}
+            if int(cfg.get("cores", 1)) * int(cfg.get("sockets", 1)) != vcpus:
+                wanted.update(cores=vcpus, sockets=1)
+            if str(cfg.get("memory", "")).split(",")[0].removeprefix("current=") != str(ram_mib):
+                wanted["memory"] = str(ram_mib)
+            meta = parse_description(cfg.get("description"))
+            if meta is not None and (meta.vcpus, meta.ram_mib) != (vcpus, ram_mib):
+                wanted["description"] = with_spec(cfg.get("description"), vcpus, ram_mib, meta.disk_gib)
+            if wanted:
+                wanted["digest"] = cfg["digest"]
+                path = self.pve.qemu(vmid, "/config")
+                self.client.retry_locked(lambda: self.client.call("PUT", path, **wanted), f"resize of {vm_id}")
+            return self._info(vm_id)
+
+    def console(self, vm_id: str) -> ConsoleEndpoint:
+        return console(self.pve, vm_id)
+
+    def pools(self) -> dict[str, bool]:
+        """Our pools on this node and whether each is on shared storage (PVE's ``shared`` flag)."""
+        return self.storages.shared_pools()
 
     def close(self) -> None:
         """Sessions are per thread and closed with their thread; nothing else to release."""

@@ -2,6 +2,12 @@
 
 The ``name`` (``cf-<id>`` or ``cf-<hash>``) finds candidates in one listing; the description's
 ``confluencia:vm_id=`` line confirms the match, so a foreign VM with a similar name is never taken for ours.
+
+The ``confluencia:volumes=`` line maps our volume ids to where they are in that VM's config: a drive key
+(``scsi0`` for the root disk, ``scsiN`` for data volumes) or, for a volume just detached and not yet handed
+to the node's holder VM, its PVE volid (``local-lvm:vm-101-disk-1``, then an ``unusedN`` of the config).
+Drive keys survive a migration (PVE may rename volids on the target); an entry whose key is not in the
+config is an intent written before a move and is ignored until the move happens.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ NAME_PREFIX = "cf-"
 TAG = "confluencia"
 _LINE = re.compile(r"^confluencia:(?P<key>[a-z_]+)=(?P<value>.*)$")
 _DNS_SAFE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,56}[a-z0-9])?$")
+DRIVE = re.compile(r"^(scsi|virtio|sata|ide)(\d+)$")
+HOLDER_NAME = "cf--volumes"  # never a pve_name(): those go on with [a-z0-9] after "cf-"
 _STATES = {"running": DomainState.RUNNING, "stopped": DomainState.STOPPED}
 MIB, GIB = 1024 * 1024, 1024 * 1024 * 1024
 
@@ -46,9 +54,62 @@ def describe(spec: VMSpec) -> str:
         f"confluencia:vm_id={quote(spec.vm_id, safe='')}",
         f"confluencia:tenant_id={quote(spec.tenant_id, safe='')}",
         f"confluencia:name={quote(spec.name, safe='')}",
-        f"confluencia:spec=vcpus={spec.vcpus},ram_mib={spec.ram_mib},disk_gib={spec.disk_gib}",
+        _spec_line(spec.vcpus, spec.ram_mib, spec.disk_gib),
     ]
-    return "\n".join(lines)
+    text = "\n".join(lines)
+    return with_volumes(text, {spec.disks[0].volume_id: "scsi0"}) if spec.disks else text
+
+
+def _spec_line(vcpus: int, ram_mib: int, disk: int) -> str:
+    return f"confluencia:spec=vcpus={vcpus},ram_mib={ram_mib},disk_gib={disk}"
+
+
+def _replace(text: str | None, key: str, line: str | None) -> str:
+    """``text`` with its ``confluencia:KEY=`` line replaced by ``line`` (appended when missing, dropped: None)."""
+    out, done = [], False
+    for old in (text or "").splitlines():
+        match = _LINE.match(old.strip())
+        if match and match["key"] == key:
+            if line is not None and not done:
+                out.append(line)
+            done = True
+        else:
+            out.append(old)
+    if not done and line is not None:
+        out.append(line)
+    return "\n".join(out)
+
+
+def with_spec(text: str | None, vcpus: int, ram_mib: int, disk: int) -> str:
+    return _replace(text, "spec", _spec_line(vcpus, ram_mib, disk))
+
+
+def read_volumes(text: str | None) -> dict[str, str]:
+    """Our volume id -> drive key (or volid) from the ``confluencia:volumes=`` line."""
+    for line in (text or "").splitlines():
+        match = _LINE.match(line.strip())
+        if match and match["key"] == "volumes":
+            pairs = (item.split("@", 1) for item in match["value"].split(",") if "@" in item)
+            return {unquote(vol): unquote(where) for vol, where in pairs}
+    return {}
+
+
+def with_volumes(text: str | None, mapping: dict[str, str]) -> str:
+    value = ",".join(f"{quote(vol, safe='')}@{quote(where, safe='')}" for vol, where in mapping.items())
+    return _replace(text, "volumes", f"confluencia:volumes={value}")
+
+
+def drive_order(key: str) -> tuple[int, int]:
+    match = DRIVE.match(key)
+    buses = ("scsi", "virtio", "sata", "ide")
+    return (buses.index(match[1]), int(match[2])) if match else (len(buses), 0)
+
+
+def volumes_of(config: dict[str, Any]) -> tuple[str, ...]:
+    """Our volume ids of the disks in the config, root (``scsi0``) first, then by drive."""
+    mapping = read_volumes(config.get("description"))
+    attached = [(drive_order(k), vol) for vol, k in mapping.items() if DRIVE.match(k) and k in config]
+    return tuple(vol for _, vol in sorted(attached))
 
 
 def parse_description(text: str | None) -> Meta | None:
@@ -83,6 +144,20 @@ def is_candidate(entry: dict[str, Any]) -> bool:
     return str(entry.get("name", "")).startswith(NAME_PREFIX) and not entry.get("template")
 
 
+def size_bytes(drive: str) -> int:
+    """The ``size=`` of a drive string in bytes (``size=1536M`` -> 1610612736); 0 when missing."""
+    match = re.search(r"(?:^|,)size=(\d+(?:\.\d+)?)([KMGT]?)(?:,|$)", drive)
+    if match is None:
+        return 0
+    return int(float(match[1]) * {"": 1, "K": 1024, "M": MIB, "G": GIB, "T": 1024 * GIB}[match[2]])
+
+
+def drive_volid(drive: str) -> str:
+    """The volume of a drive string (``local-lvm:vm-101-disk-1,size=1G`` -> ``local-lvm:vm-101-disk-1``)."""
+    first = drive.split(",", 1)[0]
+    return first.removeprefix("file=").removeprefix("volume=")
+
+
 def disk_gib(config: dict[str, Any]) -> int:
     for key in ("scsi0", "virtio0", "sata0", "ide0"):
         match = re.search(r"size=(\d+)([KMGT]?)", str(config.get(key, "")))
@@ -109,4 +184,5 @@ def domain_info(entry: dict[str, Any], config: dict[str, Any] | None) -> DomainI
         disk_gib=disk_gib(config) if config else int(entry.get("maxdisk") or 0) // GIB,
         tenant_id=meta.tenant_id if meta else None,
         native_id=str(entry["vmid"]),
+        volumes=volumes_of(config) if config and meta else (),
     )

@@ -13,8 +13,10 @@ import threading
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt
+
 from agents.base import DomainInfo, ProgressCallback
-from agents.errors import DriverError, NotFound, OperationTimeout
+from agents.errors import AlreadyExists, DriverError, NotFound, OperationTimeout
 from agents.proxmox_client import PROCESS_JOURNAL, Client, OperationJournal
 from agents.proxmox_meta import domain_info, is_candidate, parse_description, pve_name
 from agents.proxmox_uri import ProxmoxOptions, parse_uri
@@ -52,6 +54,31 @@ class ProxmoxNode:
     def key(self, vm_id: str, op: str) -> str:
         """The journal key of operation ``op`` (create, start, stop, delete, migrate) of our VM ``vm_id``."""
         return f"{self.host}:{self.port}/{self.name}/{vm_id}/{op}"
+
+    def allocate(self, key: str, what: str, start: Callable[[int], object]) -> int:
+        """Take the next free VMID and ``start`` (create/clone) with it, remembering its UPID under ``key``.
+
+        ``/cluster/nextid`` reserves nothing: another client may take the VMID before our call ("already
+        exists"); then the next one, at most ``vmid_retries`` times (tenacity)."""
+        tried = [0]  # the last VMID tried: the next attempt takes a higher one
+
+        def attempt() -> int:
+            nextid = int(self.client.call("GET", "cluster/nextid"))  # a string on the wire
+            candidate = tried[0] = max(nextid, self.opts.vmid_min, tried[0] + 1)
+            if candidate != nextid:
+                self.client.call("GET", "cluster/nextid", vmid=candidate)  # 400 when taken
+            self.journal.remember(key, str(start(candidate)))
+            return candidate
+
+        retrying = Retrying(
+            stop=stop_after_attempt(self.opts.vmid_retries), retry=retry_if_exception_type(AlreadyExists)
+        )
+        try:
+            return retrying(attempt)
+        except RetryError:
+            raise DriverError(
+                f"no free VMID for {what} after {self.opts.vmid_retries} attempts", host=self.uri, code="VMID_EXHAUSTED"
+            ) from None
 
     def run_task(
         self,

@@ -13,6 +13,8 @@ SCHEMES = ("pve", "proxmox")
 DEFAULT_PORT = 8006
 _NODE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 _TOKEN_ID = re.compile(r"^(?P<user>[^@!\s]+@[^@!\s]+)!(?P<name>[A-Za-z][A-Za-z0-9._-]*)$")
+_STORAGE_ID = re.compile(r"^[a-z][a-z0-9_.-]*[a-z0-9]$", re.IGNORECASE)  # PVE's pve-storage-id format
+_POOL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 
@@ -93,6 +95,11 @@ class ProxmoxOptions:
     vmid_min: int = 100
     vmid_retries: int = 10
     local_disk_migration: bool = True  # allow with-local-disks (storage migration) when needed
+    pools: tuple[tuple[str, str], ...] = ()  # our pool name -> PVE storage; "default" is ``storage`` unless named
+    image_storage: str = "local"  # a file storage with content "import": images are downloaded there
+    console_host: str | None = None  # the node address a console proxy reaches vncproxy ports on (API host)
+    snippets_storage: str | None = None  # a shared storage with content "snippets" for cloud-init user data
+    snippets_dir: str | None = None  # that storage's directory as mounted on the control plane
 
     @classmethod
     def from_strings(cls, options: dict[str, str]) -> ProxmoxOptions:
@@ -109,9 +116,16 @@ class ProxmoxOptions:
         if ca_bundle:
             verify = ca_bundle if verify else False
         kw: dict[str, object] = {}
-        for key in ("storage", "bridge", "template"):
+        for key in ("bridge", "template", "console_host", "snippets_dir"):
             if key in opts:
                 kw[key] = opts.pop(key)
+        for key in ("storage", "image_storage", "snippets_storage"):
+            if key in opts:
+                kw[key] = _storage_id(key, opts.pop(key))
+        if "pools" in opts:
+            kw["pools"] = _pools(opts.pop("pools"))
+        if ("snippets_storage" in kw) != ("snippets_dir" in kw):
+            raise InvalidURI("options snippets_storage and snippets_dir go together (the storage and its directory)")
         timeouts = ("connect_timeout", "http_timeout", "task_timeout", "start_timeout", "lock_timeout")
         for key in (*timeouts, "poll_interval"):
             if key in opts:
@@ -130,3 +144,24 @@ class ProxmoxOptions:
     @property
     def token_id(self) -> str:
         return f"{self.token_user}!{self.token_name}"
+
+    def pool_storages(self) -> dict[str, str]:
+        """Every pool this node offers and its PVE storage (``default`` is the ``storage`` option)."""
+        return {"default": self.storage, **dict(self.pools)}
+
+
+def _storage_id(name: str, value: str) -> str:
+    if not _STORAGE_ID.match(value):
+        raise InvalidURI(f"option {name}={value!r} is not a Proxmox storage id")
+    return value
+
+
+def _pools(value: str) -> tuple[tuple[str, str], ...]:
+    """``pools=fast=local-lvm,shared=ceph``."""
+    out: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        pool, eq, storage = item.partition("=")
+        if not eq or not _POOL.match(pool) or pool in out:
+            raise InvalidURI(f"option pools: {item!r} is not NAME=STORAGE (each name once)")
+        out[pool] = _storage_id(f"pools ({pool})", storage)
+    return tuple(out.items())

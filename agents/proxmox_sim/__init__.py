@@ -4,8 +4,8 @@ cluster = SimCluster(["pve1", "pve2"]); secret = cluster.add_token("root@pam!con
 server = SimServer(cluster).start()   # https://127.0.0.1:PORT/api2/json, self-signed certificate
 """
 
-from agents.proxmox_sim.model import ApiError, SimNode, SimTask, SimVM
+from agents.proxmox_sim.model import ApiError, SimNode, SimStorage, SimTask, SimVM, SimVolume
 from agents.proxmox_sim.operations import SimCluster
 from agents.proxmox_sim.server import SimServer
 
-__all__ = ["ApiError", "SimCluster", "SimNode", "SimServer", "SimTask", "SimVM"]
+__all__ = ["ApiError", "SimCluster", "SimNode", "SimServer", "SimStorage", "SimTask", "SimVM", "SimVolume"]

@@ -14,12 +14,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from agents.proxmox_sim.model import GIB, MIB, ApiError, SimNode, SimTask, SimVM, TaskFailed
+from agents.proxmox_sim.model import GIB, MIB, ApiError, SimNode, SimStorage, SimTask, SimVM, SimVolume, TaskFailed
 from agents.proxmox_sim.tasks import Faults, TaskEngine
 
 PVE_VERSION = "9.1.3"
-SHARED_STORAGES = {"ceph"}
-STORAGES = ("local-lvm", "ceph")
+
+
+def default_storages() -> dict[str, SimStorage]:
+    """``local`` (a directory: ISOs, templates, backups, disk images to import), ``local-lvm`` (LVM-thin, VM
+    disks) on every node, and ``ceph`` (RBD, shared by all nodes)."""
+    return {
+        "local": SimStorage("local", "dir", frozenset({"iso", "vztmpl", "backup", "import"}), path="/var/lib/vz"),
+        "local-lvm": SimStorage("local-lvm", "lvmthin", frozenset({"images", "rootdir"})),
+        "ceph": SimStorage("ceph", "rbd", frozenset({"images", "rootdir"}), shared=True),
+    }
 
 
 class Cluster:
@@ -30,6 +38,11 @@ class Cluster:
         self.engine = TaskEngine(self.lock, self.faults)
         self.nodes: dict[str, SimNode] = {n: SimNode(n, **node_kw) for n in nodes}
         self.vms: dict[int, SimVM] = {}
+        self.storages = default_storages()
+        # (scope, volid) -> volume; scope is the node for local storages, "*" for shared ones
+        self.volumes: dict[tuple[str, str], SimVolume] = {}
+        self.vnc_host = "127.0.0.1"  # where vncproxy listens (SimServer sets its own address)
+        self.vnc_timeout_s = 10.0  # PVE: the proxy waits 10 s for its one connection
         self.tokens: dict[str, str] = {}  # "user@realm!name" -> secret
         self.file_locks: dict[int, str] = {}  # vmid -> holder ("/var/lock/qemu-server/lock-N.conf")
         self.salt = secrets.token_hex(8)  # makes node certificate fingerprints unique per cluster
@@ -41,29 +54,6 @@ class Cluster:
         secret = secret or secrets.token_hex(16)
         self.tokens[token_id] = secret
         return secret
-
-    def add_template(
-        self,
-        vmid: int,
-        node: str,
-        name: str,
-        *,
-        disk_gib: int = 2,
-        memory_mib: int = 512,
-        storage: str = "local-lvm",
-    ) -> SimVM:
-        with self.lock:
-            vm = SimVM(
-                vmid,
-                node,
-                name=name,
-                disk_gib=disk_gib,
-                memory_mib=memory_mib,
-                storage=storage,
-                template=True,
-            )
-            self.vms[vmid] = vm
-            return vm
 
     def set_node_online(self, node: str, online: bool) -> None:
         with self.lock:
@@ -84,6 +74,10 @@ class Cluster:
     def tasks_of(self, vmid: int, kind: str | None = None) -> list[SimTask]:
         with self.lock:
             return [t for t in self.engine.tasks.values() if t.id == str(vmid) and (kind is None or t.type == kind)]
+
+    def tasks_of_type(self, kind: str) -> list[SimTask]:
+        with self.lock:
+            return [t for t in self.engine.tasks.values() if t.type == kind]
 
     # ---- checks ---------------------------------------------------------------------------------------
     def node(self, name: str) -> SimNode:
@@ -231,19 +225,19 @@ class Cluster:
                 out += [self._node_resource(n) for n in self.nodes.values()]
             if kind in (None, "storage"):
                 for n in self.nodes.values():
-                    for s in STORAGES:
+                    for st in self.storages.values():
                         out.append(
                             {
-                                "id": f"storage/{n.name}/{s}",
+                                "id": f"storage/{n.name}/{st.name}",
                                 "type": "storage",
-                                "storage": s,
+                                "storage": st.name,
                                 "node": n.name,
                                 "status": "available" if n.online else "unknown",
-                                "shared": s in SHARED_STORAGES,
-                                "content": "images,rootdir",
-                                "plugintype": "rbd" if s == "ceph" else "lvmthin",
-                                "disk": 10 * GIB,
-                                "maxdisk": 1000 * GIB,
+                                "shared": st.shared,
+                                "content": ",".join(sorted(st.content)),
+                                "plugintype": st.type,
+                                "disk": self.used_bytes(n.name, st.name),
+                                "maxdisk": st.total,
                             }
                         )
             if kind in (None, "vm"):
@@ -274,9 +268,35 @@ class Cluster:
                 if v.node == node
             ]
 
-    def config(self, node: str, vmid: int) -> dict[str, Any]:
+    def config(self, node: str, vmid: int, current: bool = False) -> dict[str, Any]:
         with self.lock:
-            return self.vm(node, vmid).config()
+            return self.vm(node, vmid).config(current)
+
+    def pending(self, node: str, vmid: int) -> list[dict[str, Any]]:
+        """``GET .../pending``: every option with its current value and, when it changes at the next start,
+        the pending one."""
+        with self.lock:
+            vm = self.vm(node, vmid)
+            now, later = vm.config(current=True), vm.config()
+            out = []
+            for key in sorted(set(now) | set(later)):
+                if key == "digest":
+                    continue
+                entry: dict[str, Any] = {"key": key}
+                if key in now:
+                    entry["value"] = str(now[key])
+                if key in vm.pending:
+                    entry["pending"] = str(later[key])
+                out.append(entry)
+            return out
+
+    def scope(self, storage: str, node: str) -> str:
+        """Where a volume of ``storage`` lives: ``"*"`` for a shared storage, else the node."""
+        return "*" if self.storages[storage].shared else node
+
+    def used_bytes(self, node: str, storage: str) -> int:
+        scope = self.scope(storage, node)
+        return sum(v.size for (sc, _), v in self.volumes.items() if sc == scope and v.storage == storage)
 
     def status_current(self, node: str, vmid: int) -> dict[str, Any]:
         with self.lock:

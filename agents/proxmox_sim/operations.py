@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
-from agents.proxmox_sim.cluster import SHARED_STORAGES, Cluster
+from agents.proxmox_sim.console import VncProxies
+from agents.proxmox_sim.disks import DISK_KEY, DiskCluster
+from agents.proxmox_sim.drives import check_cicustom, check_options
 from agents.proxmox_sim.model import ApiError, SimTask, SimVM, TaskFailed
 
 
@@ -18,8 +21,16 @@ def _memory(value: Any, default: int) -> int:
     return int(text)
 
 
-class SimCluster(Cluster):
+_CREATE_ATTRS = {"vmid", "name", "cores", "sockets", "memory", "description", "tags", "template", "start", "pool",
+                 "storage"}
+
+
+class SimCluster(DiskCluster):
     """A whole simulated Proxmox VE cluster; ``server.py`` maps HTTP requests onto these methods."""
+
+    def __init__(self, nodes: list[str] | tuple[str, ...] = ("pve1", "pve2", "pve3"), **node_kw: Any) -> None:
+        super().__init__(nodes, **node_kw)
+        self.vnc = VncProxies(self)
 
     # ---- create and clone ------------------------------------------------------------------------------
     def create_vm(self, node: str, p: dict[str, Any], user: str) -> str:
@@ -31,10 +42,7 @@ class SimCluster(Cluster):
                     500,
                     f"unable to create VM {vmid} - VM {vmid} already exists on node '{self.vms[vmid].node}'",
                 )
-            storage, disk = "local-lvm", 0
-            if "scsi0" in p:
-                storage, _, size = str(p["scsi0"]).split(",")[0].partition(":")
-                disk = int(size or 0)
+            check_options(p)
             vm = SimVM(
                 vmid,
                 node,
@@ -42,17 +50,27 @@ class SimCluster(Cluster):
                 cores=p.get("cores", 1),
                 sockets=p.get("sockets", 1),
                 memory_mib=_memory(p.get("memory"), 512),
-                disk_gib=disk,
-                storage=storage,
                 description=p.get("description", ""),
                 tags=p.get("tags", ""),
                 template=bool(p.get("template", False)),
                 lock="create",
+                options={k: v for k, v in p.items() if k not in _CREATE_ATTRS and not DISK_KEY.match(k)},
             )
+            if "net0" in vm.options:
+                vm.options["net0"] = vm.with_mac(str(vm.options["net0"]))
             self.vms[vmid] = vm
             start = bool(p.get("start", False))
+            drives = {k: str(v) for k, v in p.items() if DISK_KEY.match(k)}
 
             def done() -> None:
+                made: list[str] = []
+                try:
+                    for key in sorted(drives):
+                        vm.drives[key] = self.materialize(vm, node, key, drives[key], made)
+                except TaskFailed:
+                    for volid in made:
+                        self.free(node, volid)
+                    raise
                 vm.lock = None
                 if start:
                     self._check_memory(vm, vm.node)
@@ -61,7 +79,8 @@ class SimCluster(Cluster):
             def failed() -> None:
                 self.vms.pop(vmid, None)
 
-            return self.engine.spawn(node, "qmcreate", str(vmid), user, done, on_fail=failed)
+            log = [f"{k}: successfully created disk '{v}'" for k, v in sorted(drives.items())]
+            return self.engine.spawn(node, "qmcreate", str(vmid), user, done, on_fail=failed, log=log)
 
     def clone_vm(self, node: str, vmid: int, p: dict[str, Any], user: str) -> str:
         with self.lock:
@@ -71,8 +90,9 @@ class SimCluster(Cluster):
                 raise ApiError(500, f"unable to create VM {newid}: config file already exists")
             target = p.get("target", node)
             self.node(target)
-            storage = p.get("storage", src.storage)
-            if target != node and storage not in SHARED_STORAGES:
+            storage = p.get("storage")
+            used = {v.split(":", 1)[0] for v in src.volids()} | ({storage} if storage else set())
+            if target != node and not all(s in self.storages and self.storages[s].shared for s in used):
                 raise ApiError(500, "Can't clone to other node if VM uses local storage")
             if not src.template:
                 self.check_lock(src)
@@ -96,11 +116,10 @@ class SimCluster(Cluster):
                 cores=src.cores,
                 sockets=src.sockets,
                 memory_mib=src.memory_mib,
-                disk_gib=src.disk_gib,
-                storage=storage,
                 description=p.get("description", src.description),
                 tags=src.tags,
                 lock="clone",
+                options=dict(src.options),
             )
             self.vms[newid] = new
 
@@ -111,36 +130,18 @@ class SimCluster(Cluster):
                 self.file_lock_cond.notify_all()
 
             def done() -> None:
+                self.clone_drives(src, new, node, storage)
                 new.lock = None
                 release()
 
             def failed() -> None:
+                self.destroy_volumes(new, unreferenced=True)
                 self.vms.pop(newid, None)
                 release()
 
-            log = [
-                f"create full clone of drive scsi0 ({src.disk_volid()})",
-                f"transferred {src.disk_gib}.0 GiB of {src.disk_gib}.0 GiB (100.00%)",
-            ]
+            log = [f"create full clone of drive {k} ({v})" for k, (v, _) in sorted(src.disks().items())]
+            log.append(f"transferred {src.disk_gib}.0 GiB of {src.disk_gib}.0 GiB (100.00%)")
             return self.engine.spawn(node, "qmclone", str(vmid), user, done, on_fail=failed, log=log)
-
-    def set_config(self, node: str, vmid: int, p: dict[str, Any]) -> None:
-        with self.lock:
-            vm = self.vm(node, vmid)
-            if not p.get("skiplock"):
-                self.check_lock(vm)
-            if "digest" in p and p["digest"] != vm.config()["digest"]:
-                raise ApiError(500, "detected modified configuration - file changed by other user? Try again.")
-            for key in str(p.get("delete", "")).split(","):
-                if key in ("description", "tags", "name"):
-                    setattr(vm, key, "")
-            for key in ("name", "description", "tags", "cores", "sockets"):
-                if key in p:
-                    setattr(vm, key, p[key])
-            if "memory" in p:
-                vm.memory_mib = _memory(p["memory"], vm.memory_mib)
-            if "lock" in p:
-                vm.lock = p["lock"] or None
 
     # ---- power -----------------------------------------------------------------------------------------
     def start_vm(self, node: str, vmid: int, p: dict[str, Any], user: str) -> str:
@@ -155,10 +156,29 @@ class SimCluster(Cluster):
 
             def done() -> None:
                 if vm.status != "running":
+                    self.apply_pending(vm)
+                    self._check_snippets(vm)
                     self._check_memory(vm, vm.node)
                     vm.status, vm.started_at = "running", time.time()
 
             return self.engine.spawn(node, "qmstart", str(vmid), user, done, log=[f"start VM {vmid}: UPID pending"])
+
+    def _check_snippets(self, vm: SimVM) -> None:
+        """Generating the cloud-init drive reads the ``cicustom`` snippets: each must exist on a storage with
+        content ``snippets`` (the simulator looks for the file under the storage's ``path``)."""
+        if "cicustom" not in vm.options:
+            return
+        for volid in check_cicustom(str(vm.options["cicustom"])).values():
+            storage, _, name = volid.partition(":")
+            st = self.storages.get(storage)
+            if st is None or "snippets" not in st.content:
+                raise TaskFailed(f"storage '{storage}' does not support content-type 'snippets'")
+            if st.path is None or not name.startswith("snippets/") or not self.file_exists(st.path, name):
+                raise TaskFailed(f"volume '{volid}' does not exist")
+
+    @staticmethod
+    def file_exists(path: str, name: str) -> bool:
+        return os.path.isfile(os.path.join(path, name))
 
     def shutdown_vm(self, node: str, vmid: int, p: dict[str, Any], user: str) -> str:
         with self.lock:
@@ -196,27 +216,16 @@ class SimCluster(Cluster):
                 self.check_lock(vm)
             if vm.status == "running":
                 raise ApiError(500, f"VM {vmid} is running - destroy failed")
+            unreferenced = bool(p.get("destroy-unreferenced-disks", False))
 
             def done() -> None:
                 if self.vms.get(vmid) is vm:
+                    self.destroy_volumes(vm, unreferenced)
                     del self.vms[vmid]
 
             return self.engine.spawn(node, "qmdestroy", str(vmid), user, done)
 
     # ---- migration -------------------------------------------------------------------------------------
-    def local_disks(self, vm: SimVM) -> list[dict[str, Any]]:
-        if not vm.disk_gib or vm.storage in SHARED_STORAGES:
-            return []
-        return [
-            {
-                "volid": vm.disk_volid(),
-                "size": vm.disk_gib * 1024**3,
-                "cdrom": False,
-                "is_unused": False,
-                "drivename": "scsi0",
-            }
-        ]
-
     def migrate_precheck(self, node: str, vmid: int, target: str | None) -> dict[str, Any]:
         with self.lock:
             vm = self.vm(node, vmid)
@@ -247,7 +256,7 @@ class SimCluster(Cluster):
             running = vm.status == "running"
             if running and not p.get("online"):
                 raise ApiError(500, "can't migrate running VM without --online")
-            disks = self.local_disks(vm)
+            disks = [d for d in self.local_disks(vm) if not d["cdrom"]]
             with_local = bool(p.get("with-local-disks"))
             vm.lock = "migrate"
 
@@ -262,11 +271,17 @@ class SimCluster(Cluster):
                     )
                 if running and vm.status == "running":
                     self._check_memory(vm, target)
+                self.move_volumes(vm, target)
                 vm.node = target
 
             def failed() -> None:
                 vm.lock = None
 
+            log = [f"starting migration of VM {vmid} to node '{target}'"]
+            for d in self.local_disks(vm):
+                log.append(f"found local disk '{d['volid']}' ({'unused' if d['is_unused'] else 'attached'})")
+            if running and with_local:
+                log += [f"starting storage migration of '{d['drivename']}'" for d in disks if "drivename" in d]
             return self.engine.spawn(
                 node,
                 "qmigrate",
@@ -274,7 +289,7 @@ class SimCluster(Cluster):
                 user,
                 done,
                 on_fail=failed,
-                log=[f"starting migration of VM {vmid} to node '{target}'"],
+                log=log,
             )
 
     # ---- tasks -----------------------------------------------------------------------------------------
@@ -310,3 +325,9 @@ class SimCluster(Cluster):
 
     def stop_task(self, node: str, upid: str) -> None:
         self.engine.abort(self.task(node, upid))
+
+    # ---- console -------------------------------------------------------------------------------------------
+    def vncproxy(self, node: str, vmid: int, p: dict[str, Any], user: str) -> dict[str, Any]:
+        with self.lock:
+            self.vm(node, vmid)  # "check if VM exists": a stopped VM gets a proxy that fails on connect
+            return self.vnc.open(node, vmid, user, websocket=bool(p.get("websocket")))

@@ -1,4 +1,10 @@
-"""Parameter checking the way PVE's JSONSchema does it: 400 "Parameter verification failed." + errors."""
+"""Parameter checking the way PVE's JSONSchema does it: 400 "Parameter verification failed." + errors.
+
+A spec maps each parameter to its kind: a type letter (``i`` integer, ``b`` boolean as 0/1, true/false, yes/no,
+on/off, ``s`` string, ``n`` number, ``v`` VMID = integer >= 100), then ``!`` when it is required, then either
+``:a|b|c`` (the enum) or ``~REGEX`` (the pattern the whole value must match). ``tests/integration/proxmox/
+test_schema.py`` holds every spec to the official schema: names, types, required, enums and patterns.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +13,26 @@ from typing import Any
 
 from agents.proxmox_sim.model import ApiError
 
-# Type letters: i integer, b boolean (0/1, true/false, yes/no, on/off), s string, v VMID (integer >= 100).
-# A trailing "!" marks a required parameter.
 Spec = dict[str, str]
 
+_DISKS = [f"ide{i}" for i in range(4)] + [f"scsi{i}" for i in range(31)] + [f"virtio{i}" for i in range(16)]
+DISK_ENUM = "|".join([*_DISKS, *(f"sata{i}" for i in range(6)), "efidisk0", "tpmstate0"])
+MOVE_ENUM = DISK_ENUM + "|" + "|".join(f"unused{i}" for i in range(256))
+DRIVES = {f"{bus}{i}": "s" for bus, n in (("scsi", 31), ("ide", 4), ("virtio", 16), ("sata", 6)) for i in range(n)}
+OSTYPE = "s:other|wxp|w2k|w2k3|w2k8|wvista|win7|win8|win10|win11|l24|l26|solaris"
+SCSIHW = "s:lsi|lsi53c810|virtio-scsi-pci|virtio-scsi-single|megasas|pvscsi"
+LOCK = "s:backup|clone|create|migrate|rollback|snapshot|snapshot-delete|suspending|suspended"
+_CLOUDINIT: Spec = {
+    "ciuser": "s",
+    "cipassword": "s",
+    "sshkeys": "s",
+    "nameserver": "s",
+    "searchdomain": "s",
+    "cicustom": "s",
+    "citype": "s:configdrive2|nocloud|opennebula",
+    "ciupgrade": "b",
+    **{f"ipconfig{i}": "s" for i in range(32)},
+}
 _VM_CONFIG: Spec = {
     "name": "s",
     "description": "s",
@@ -18,9 +40,8 @@ _VM_CONFIG: Spec = {
     "memory": "s",
     "cores": "i",
     "sockets": "i",
-    "ostype": "s",
-    "scsihw": "s",
-    "scsi0": "s",
+    "ostype": OSTYPE,
+    "scsihw": SCSIHW,
     "net0": "s",
     "boot": "s",
     "agent": "s",
@@ -31,6 +52,9 @@ _VM_CONFIG: Spec = {
     "template": "b",
     "digest": "s",
     "skiplock": "b",
+    "vga": "s",
+    **DRIVES,
+    **_CLOUDINIT,
 }
 CREATE: Spec = {
     **{k: v for k, v in _VM_CONFIG.items() if k not in ("digest", "skiplock")},
@@ -39,7 +63,16 @@ CREATE: Spec = {
     "pool": "s",
     "storage": "s",
 }
-SET_CONFIG: Spec = {**_VM_CONFIG, "delete": "s", "revert": "s", "lock": "s", "force": "b"}
+SET_CONFIG: Spec = {
+    **_VM_CONFIG,
+    **{f"unused{i}": "s" for i in range(256)},
+    "delete": "s",
+    "revert": "s",
+    "lock": LOCK,
+    "force": "b",
+}
+SET_CONFIG_ASYNC: Spec = {**SET_CONFIG, "background_delay": "i"}
+GET_CONFIG: Spec = {"current": "b", "snapshot": "s"}
 CLONE: Spec = {
     "newid": "v!",
     "name": "s",
@@ -47,7 +80,7 @@ CLONE: Spec = {
     "full": "b",
     "storage": "s",
     "target": "s",
-    "format": "s",
+    "format": "s:raw|qcow2|vmdk",
     "pool": "s",
     "snapname": "s",
     "bwlimit": "i",
@@ -59,7 +92,7 @@ MIGRATE: Spec = {
     "force": "b",
     "bwlimit": "i",
     "migration_network": "s",
-    "migration_type": "s",
+    "migration_type": "s:secure|insecure",
     "targetstorage": "s",
     "with-conntrack-state": "b",
 }
@@ -73,12 +106,38 @@ STOP: Spec = {
     "overrule-shutdown": "b",
 }
 DESTROY: Spec = {"purge": "b", "destroy-unreferenced-disks": "b", "skiplock": "b"}
+RESOURCES: Spec = {"type": "s:vm|storage|node|sdn"}
+RESIZE: Spec = {"disk": f"s!:{DISK_ENUM}", "size": r"s!~\+?\d+(\.\d+)?[KMGT]?", "digest": "s", "skiplock": "b"}
+MOVE_DISK: Spec = {
+    "disk": f"s!:{MOVE_ENUM}",
+    "target-vmid": "v",
+    "target-disk": f"s:{MOVE_ENUM}",
+    "storage": "s",
+    "delete": "b",
+    "digest": "s",
+    "target-digest": "s",
+    "format": "s:raw|qcow2|vmdk",
+    "bwlimit": "i",
+}
+UNLINK: Spec = {"idlist": "s!", "force": "b"}
+VNCPROXY: Spec = {"websocket": "b", "generate-password": "b"}
+STORAGE_INDEX: Spec = {"content": "s", "enabled": "b", "format": "b", "storage": "s", "target": "s"}
+STORAGE_CONTENT: Spec = {"content": "s", "vmid": "v"}
+DOWNLOAD_URL: Spec = {
+    "url": "s!~https?://.*",
+    "content": "s!:iso|vztmpl|import",
+    "filename": "s!",
+    "checksum": "s",
+    "checksum-algorithm": "s:md5|sha1|sha224|sha256|sha384|sha512",
+    "verify-certificates": "b",
+    "compression": "s",
+}
 TASKS: Spec = {
     "errors": "b",
     "limit": "i",
     "since": "i",
     "until": "i",
-    "source": "s",
+    "source": "s:archive|active|all",
     "start": "i",
     "statusfilter": "s",
     "typefilter": "s",
@@ -92,6 +151,39 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
+def kind_of(kind: str) -> tuple[str, bool, list[str] | None, str | None]:
+    """``"s!:a|b"`` -> ``("s", True, ["a", "b"], None)``; ``"s~RE"`` -> ``("s", False, None, "RE")``."""
+    head, _, pattern = kind.partition("~")
+    head, _, enum = head.partition(":")
+    return head.rstrip("!"), head.endswith("!"), enum.split("|") if enum else None, pattern or None
+
+
+def check(kind: str, value: str) -> tuple[Any, str | None]:
+    """``(converted value, None)`` or ``(None, PVE's error text)`` for one value of ``kind``."""
+    letter, _, enum, pattern = kind_of(kind)
+    if letter in ("i", "v"):
+        if not re.fullmatch(r"-?\d+", value):
+            return None, f"type check ('integer') failed - got '{value}'"
+        if letter == "v" and int(value) < 100:
+            return None, "value must have a minimum value of 100"
+        return int(value), None
+    if letter == "n":
+        if not re.fullmatch(r"-?\d+(\.\d+)?", value):
+            return None, f"type check ('number') failed - got '{value}'"
+        return float(value), None
+    if letter == "b":
+        if value.lower() in _TRUE:
+            return True, None
+        if value.lower() in _FALSE:
+            return False, None
+        return None, f"type check ('boolean') failed - got '{value}'"
+    if enum is not None and value not in enum:
+        return None, f"value '{value}' does not have a value in the enumeration '{', '.join(enum)}'"
+    if pattern is not None and not re.fullmatch(pattern, value):
+        return None, "value does not match the regex pattern"
+    return value, None
+
+
 def parse(spec: Spec, raw: dict[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     errors: dict[str, str] = {}
@@ -100,25 +192,13 @@ def parse(spec: Spec, raw: dict[str, str]) -> dict[str, Any]:
         if kind is None:
             errors[key] = "property is not defined in schema and the schema does not allow additional properties"
             continue
-        letter = kind.rstrip("!")
-        if letter in ("i", "v"):
-            if not re.fullmatch(r"-?\d+", value):
-                errors[key] = f"type check ('integer') failed - got '{value}'"
-            elif letter == "v" and int(value) < 100:
-                errors[key] = "value must have a minimum value of 100"
-            else:
-                out[key] = int(value)
-        elif letter == "b":
-            if value.lower() in _TRUE:
-                out[key] = True
-            elif value.lower() in _FALSE:
-                out[key] = False
-            else:
-                errors[key] = f"type check ('boolean') failed - got '{value}'"
+        converted, error = check(kind, value)
+        if error is not None:
+            errors[key] = error
         else:
-            out[key] = value
+            out[key] = converted
     for key, kind in spec.items():
-        if kind.endswith("!") and key not in raw:
+        if kind_of(kind)[1] and key not in raw:
             errors[key] = "property is missing and it is not optional"
     if "name" in out and not re.fullmatch(r"(?=.{1,63}$)[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?", out["name"]):
         errors["name"] = f"value '{out['name']}' does not look like a valid DNS name"

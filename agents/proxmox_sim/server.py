@@ -22,12 +22,12 @@ from agents.proxmox_sim.tls import make_self_signed
 
 Handler = Callable[[SimCluster, dict[str, str], dict[str, Any], str], Any]
 _N, _V, _U = r"(?P<node>[^/]+)", r"(?P<vmid>[^/]+)", r"(?P<upid>[^/]+)"
-_Q = f"/nodes/{_N}/qemu/{_V}"
+_Q, _ST = f"/nodes/{_N}/qemu/{_V}", f"/nodes/{_N}/storage/(?P<storage>[^/]+)"
 
 ROUTES: list[tuple[str, str, P.Spec, Handler]] = [
     ("GET", "/version", P.NONE, lambda c, m, p, u: c.version()),
     ("GET", "/nodes", P.NONE, lambda c, m, p, u: c.nodes_index()),
-    ("GET", "/cluster/resources", {"type": "s"}, lambda c, m, p, u: c.resources(p.get("type"))),
+    ("GET", "/cluster/resources", P.RESOURCES, lambda c, m, p, u: c.resources(p.get("type"))),
     ("GET", "/cluster/nextid", {"vmid": "v"}, lambda c, m, p, u: c.nextid(p.get("vmid"), u)),
     ("GET", f"/nodes/{_N}/status", P.NONE, lambda c, m, p, u: c.node_status(m["node"])),
     ("GET", f"/nodes/{_N}/qemu", {"full": "b"}, lambda c, m, p, u: c.qemu_index(m["node"])),
@@ -37,11 +37,39 @@ ROUTES: list[tuple[str, str, P.Spec, Handler]] = [
     (
         "GET",
         f"{_Q}/config",
-        {"current": "b", "snapshot": "s"},
-        lambda c, m, p, u: c.config(m["node"], P.vmid(m["vmid"])),
+        P.GET_CONFIG,
+        lambda c, m, p, u: c.config(m["node"], P.vmid(m["vmid"]), bool(p.get("current"))),
     ),
-    ("POST", f"{_Q}/config", P.SET_CONFIG, lambda c, m, p, u: c.set_config(m["node"], P.vmid(m["vmid"]), p)),
-    ("PUT", f"{_Q}/config", P.SET_CONFIG, lambda c, m, p, u: c.set_config(m["node"], P.vmid(m["vmid"]), p)),
+    (
+        "POST",
+        f"{_Q}/config",
+        P.SET_CONFIG_ASYNC,
+        lambda c, m, p, u: c.set_config(m["node"], P.vmid(m["vmid"]), p, u, sync=False),
+    ),
+    (
+        "PUT",
+        f"{_Q}/config",
+        P.SET_CONFIG,
+        lambda c, m, p, u: c.set_config(m["node"], P.vmid(m["vmid"]), p, u, sync=True),
+    ),
+    ("GET", f"{_Q}/pending", P.NONE, lambda c, m, p, u: c.pending(m["node"], P.vmid(m["vmid"]))),
+    ("PUT", f"{_Q}/resize", P.RESIZE, lambda c, m, p, u: c.resize(m["node"], P.vmid(m["vmid"]), p, u)),
+    ("POST", f"{_Q}/move_disk", P.MOVE_DISK, lambda c, m, p, u: c.move_disk(m["node"], P.vmid(m["vmid"]), p, u)),
+    ("PUT", f"{_Q}/unlink", P.UNLINK, lambda c, m, p, u: c.unlink(m["node"], P.vmid(m["vmid"]), p)),
+    ("POST", f"{_Q}/vncproxy", P.VNCPROXY, lambda c, m, p, u: c.vncproxy(m["node"], P.vmid(m["vmid"]), p, u)),
+    ("GET", f"/nodes/{_N}/storage", P.STORAGE_INDEX, lambda c, m, p, u: c.storage_index(m["node"], p)),
+    (
+        "GET",
+        f"{_ST}/content",
+        P.STORAGE_CONTENT,
+        lambda c, m, p, u: c.storage_content(m["node"], m["storage"], p),
+    ),
+    (
+        "POST",
+        f"{_ST}/download-url",
+        P.DOWNLOAD_URL,
+        lambda c, m, p, u: c.download_url(m["node"], m["storage"], p, u),
+    ),
     (
         "GET",
         f"{_Q}/migrate",
@@ -101,6 +129,7 @@ def wire(value: Any) -> Any:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "pve-api-daemon/3.0"
+    disable_nagle_algorithm = True  # headers and body leave in two writes: no 40 ms delayed-ACK stall each
     cluster: SimCluster  # set on the subclass made by SimServer
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet: never logs headers
@@ -130,17 +159,18 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length).decode() if length else ""
         try:
             url = urlsplit(self.path)
-            path = unquote(url.path)
+            path = url.path  # matched still encoded: a volume id in the path holds ':' and '/' as %3A, %2F
             user = self._user()
             raw = dict(parse_qsl(url.query, keep_blank_values=True))
             raw.update(parse_qsl(body, keep_blank_values=True))
             for meth, rx, spec, fn in _COMPILED:
                 match = rx.match(path)
                 if match and meth == method:
-                    data = fn(self.cluster, match.groupdict(), P.parse(spec, raw), user)
+                    groups = {k: unquote(v) for k, v in match.groupdict().items()}
+                    data = fn(self.cluster, groups, P.parse(spec, raw), user)
                     self._reply(200, "OK", {"data": data})
                     return
-            raise ApiError(501, f"Method '{method} {path}' not implemented")
+            raise ApiError(501, f"Method '{method} {unquote(path)}' not implemented")
         except ApiError as exc:
             body_out: dict[str, Any] = {"data": None, "message": exc.message + "\n"}
             if exc.errors:
@@ -185,6 +215,8 @@ class SimServer:
         ctx.load_cert_chain(self.cert_path, key_path)
         self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True, do_handshake_on_connect=False)
         self.host, self.port = host, self.httpd.server_address[1]
+        cluster.vnc_host = host
+        cluster.vnc.cert = self.cert_path.read_text()
         self._thread: threading.Thread | None = None
 
     @property
@@ -203,6 +235,7 @@ class SimServer:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+        self.cluster.vnc.close_all()
         self.cluster.engine.release_hung()
         if self._tmp is not None:
             self._tmp.cleanup()

@@ -21,6 +21,10 @@ DEFAULT_DURATIONS: dict[str, float] = {
     "qmstop": 0.05,
     "qmdestroy": 0.05,
     "qmigrate": 0.4,
+    "qmconfig": 0.05,
+    "resize": 0.05,
+    "qmmove": 0.1,
+    "download": 0.05,
 }
 
 
@@ -55,8 +59,12 @@ class TaskEngine:
         on_fail: Effect | None = None,
         duration: float | None = None,
         log: list[str] | None = None,
+        prepare: Effect | None = None,
     ) -> str:
-        """Start a worker; must be called with ``self.lock`` held. Returns the UPID."""
+        """Start a worker; must be called with ``self.lock`` held. Returns the UPID.
+
+        ``prepare`` runs in the worker without the cluster lock (a download, say) before ``effect`` runs under
+        it; a :class:`TaskFailed` from either ends the task with that exitstatus."""
         pid = next(self._pids)
         start = int(time.time())
         upid = make_upid(node, pid, self._pstart + pid, start, kind, ident, user)
@@ -66,15 +74,28 @@ class TaskEngine:
         self.tasks[upid] = task
         self._on_fail[upid] = on_fail
         wait = self.durations.get(kind, 0.1) if duration is None else duration
-        args = (task, wait, effect, on_fail, fail_text)
+        args = (task, wait, effect, on_fail, fail_text, prepare)
         threading.Thread(target=self._run, args=args, name=f"pve-{kind}-{ident}", daemon=True).start()
         return upid
 
-    def _run(self, task: SimTask, wait: float, effect: Effect, on_fail: Effect | None, fail_text: str | None) -> None:
+    def _run(
+        self,
+        task: SimTask,
+        wait: float,
+        effect: Effect,
+        on_fail: Effect | None,
+        fail_text: str | None,
+        prepare: Effect | None,
+    ) -> None:
         if task.hung:
             task.release.wait()
         else:
             task.release.wait(wait)
+        if prepare is not None and fail_text is None and task.status == "running":
+            try:
+                prepare()
+            except TaskFailed as exc:
+                fail_text = str(exc)
         with self.lock:
             if task.status != "running":  # aborted through DELETE /tasks/{upid}
                 return

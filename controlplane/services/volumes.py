@@ -136,6 +136,12 @@ def attach_volume(actor: Principal, volume_id: str, vm_ref: str, if_match: int |
         if host is None or pool is None or f"pool:{pool.name}" not in pool_labels(host.storage_pools):
             raise InvalidState(Msg(f"The host of VM {vm.name!r} does not reach pool {pool.name if pool else '?'}.",
                                    f"El host de la VM {vm.name!r} no llega al pool {pool.name if pool else '?'}."))
+        if vol.host_id and vol.host_id != host.id and host.driver == "proxmox":
+            there = db.session.get(Host, vol.host_id)
+            name = there.name if there is not None else vol.host_id
+            raise InvalidState(Msg(f"Volume {vol.name!r} lives on Proxmox node {name}: attach it to a VM there.",
+                                   f"El volumen {vol.name!r} está en el nodo Proxmox {name}: conéctelo a una VM "
+                                   f"de ese nodo."))
 
         def change() -> None:
             vol.state, vol.vm_id, vol.status_reason = V.ATTACHING.value, vm.id, None
@@ -286,6 +292,12 @@ def attached_to(vm_id: str) -> list[Volume]:
     """The volumes a VM holds (in any state but deleted)."""
     return list(db.session.execute(select(Volume).where(Volume.vm_id == vm_id,
                                                         Volume.state != V.DELETED.value)).scalars())
+
+
+def follow_vm_in_tx(vm_id: str, host_id: str) -> None:
+    """The VM moved: its volumes are now reached through its new host."""
+    for vol in attached_to(vm_id):
+        vol.host_id = host_id
 
 
 def released_in_tx(vm_id: str) -> None:

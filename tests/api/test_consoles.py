@@ -46,7 +46,8 @@ def proxy(database_url: str) -> Iterator[str]:
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                raise AssertionError(f"console proxy did not start: {proc.stderr.read() if proc.stderr else ''}")
+                raise AssertionError(f"console proxy did not start: {proc.stderr.read() if proc.stderr else ''}"
+                                     ) from None
             time.sleep(0.1)  # polling until the proxy listens
     yield f"127.0.0.1:{port}"
     proc.terminate()

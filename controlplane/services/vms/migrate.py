@@ -28,6 +28,7 @@ from controlplane.errors import InvalidState, Msg
 from controlplane.models import Host, Operation, VMState
 from controlplane.services.plans.manage import single_move_plan
 from controlplane.services.vms.access import lock_for_change
+from controlplane.services.volumes import follow_vm_in_tx
 
 log = logging.getLogger("confluencia.vms")
 
@@ -91,6 +92,7 @@ def run_migrate(op_id: str) -> None:
             stopped = info is not None and info.state == DomainState.STOPPED
             transition(vm, VMState.STOPPED if stopped else VMState.ACTIVE)
             finish_op(op, True)
+        follow_vm_in_tx(vm.id, vm.host_id or "")
 
 
 MIGRATION_TIMEOUT_S = 600.0
@@ -142,7 +144,10 @@ def settle_failed_migration(op_id: str, reason: str, *, accept_target: bool = Fa
                 vm.host_id, vm.migration_target_id = found, None
                 transition(vm, VMState.ACTIVE if where[found] == DomainState.RUNNING else VMState.STOPPED)
                 finish_op(op, True)
+            follow_vm_in_tx(vm.id, found)
             return
+        if found is not None:
+            follow_vm_in_tx(vm.id, found)
         with audited(SYSTEM, "vm.migrate.failed", vm, operation=op):
             if found is not None:
                 vm.host_id = found

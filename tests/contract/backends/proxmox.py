@@ -1,17 +1,25 @@
-"""Contract backend: two nodes of a simulated Proxmox VE cluster, spoken to over HTTPS through proxmoxer."""
+"""Contract backend: two nodes of a simulated Proxmox VE cluster, spoken to over HTTPS through proxmoxer.
+
+Disks: the test image is a real qcow2 file (``qemu-img create``) served over HTTP by this process, which the
+simulated nodes download (``download-url``, checksum checked); data volumes go to the pool ``vols``, mapped
+to the node-local ``local-lvm`` (so migrations copy them: ``with-local-disks``). Without ``qemu-img`` the
+disk tests are skipped (no image)."""
 
 from __future__ import annotations
 
 import importlib.util
 import shutil
+import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
 
 import pytest
 
 from agents.base import HypervisorDriver, VMSpec
 from tests.contract.backends import ContractBackend, HostPair
+from tests.integration.proxmox.images import qemu_img, served_image
 
 
 def _spec(vm_id: str) -> VMSpec:
@@ -31,16 +39,23 @@ def _open(config: pytest.Config) -> Iterator[HostPair]:
     from agents.proxmox_driver import ProxmoxDriver
     from agents.proxmox_sim import SimCluster, SimServer, SimVM
 
+    stack = ExitStack()
     cluster = SimCluster(["pve-a", "pve-b", "pve-down"], mem_total_mib=16384)
     secret = cluster.add_token("confluencia@pve!contract")
     server = SimServer(cluster).start()
+    stack.callback(server.stop)
     options = {
         "token_id": "confluencia@pve!contract",
         "token_secret": secret,
         "ca_bundle": str(server.cert_path),
         "poll_interval": "0.05",
         "http_timeout": "5",
+        "pools": "vols=local-lvm,shared=ceph",
     }
+    image = None
+    if qemu_img() is not None:
+        store = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cf-images-")))
+        image = stack.enter_context(served_image(store)).image
 
     def driver(node: str) -> ProxmoxDriver:
         return ProxmoxDriver(f"pve://{server.address}/{node}", **options)
@@ -94,9 +109,11 @@ def _open(config: pytest.Config) -> Iterator[HostPair]:
                 "pve://host/not_a_node!",
             ],
             before_each=before_each,
+            image=image,
+            pool="vols",
         )
     finally:
-        server.stop()
+        stack.close()
 
 
 BACKEND = ContractBackend(kind="proxmox", missing=_missing, open=_open)

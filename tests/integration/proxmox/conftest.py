@@ -11,11 +11,13 @@ from typing import Any
 import pytest
 import requests
 
-from agents.base import VMSpec
+from agents.base import CloudInit, DiskSpec, ImageRef, NetConfig, VMSpec
 from agents.proxmox_client import MemoryJournal, OperationJournal
 from agents.proxmox_driver import ProxmoxDriver
 from agents.proxmox_sim import SimCluster, SimServer
+from agents.proxmox_sim.cluster import default_storages
 from agents.proxmox_sim.tasks import DEFAULT_DURATIONS
+from tests.integration.proxmox.images import ImageServer, qemu_img, served_image
 
 TOKEN_ID = "confluencia@pve!ctl"
 NODES = ["pve1", "pve2", "pve3"]
@@ -80,6 +82,10 @@ def fresh_cluster(pve: Pve) -> Iterator[None]:
     c = pve.cluster
     with c.lock:
         c.vms.clear()
+        c.volumes.clear()
+        c.storages = default_storages()
+        c.file_locks.clear()
+        c.vnc_timeout_s = 10.0
         c.engine.tasks.clear()
         c.add_template(9000, "pve1", "debian-12", disk_gib=2)
         c.add_template(9001, "pve1", "alpine-ceph", disk_gib=1, storage="ceph")
@@ -90,6 +96,7 @@ def fresh_cluster(pve: Pve) -> Iterator[None]:
         c.faults.clone_lock_wait_s = 1.0
         c.engine.durations = dict(DEFAULT_DURATIONS)
     yield
+    c.vnc.close_all()
     c.engine.release_hung()
     wait_for(lambda: not c.engine.running(), 15, "simulator tasks to finish")
 
@@ -123,5 +130,34 @@ def spec() -> Callable[..., VMSpec]:
         }
         values.update(kw)
         return VMSpec(**values)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def image_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ImageServer]:
+    """A real 64 MiB qcow2 image served over HTTP, as the control plane's image store serves it."""
+    if qemu_img() is None:
+        pytest.skip("qemu-img is needed to make the test image")
+    with served_image(tmp_path_factory.mktemp("images")) as store:
+        yield store
+
+
+@pytest.fixture
+def disk_spec(spec: Callable[..., VMSpec], image_store: ImageServer) -> Callable[..., VMSpec]:
+    """A VMSpec with a root disk from the test image (``root_gib``, pool ``pool``) and a cloud-init seed."""
+
+    def make(
+        root_gib: int = 2,
+        pool: str = "default",
+        cloud_init: CloudInit | None = None,
+        image: ImageRef | None = None,
+        **kw: Any,
+    ) -> VMSpec:
+        base = spec(disk_gib=root_gib, **kw)
+        root = DiskSpec(f"{base.vm_id}-root", root_gib, pool, image=image or image_store.image)
+        seed = cloud_init or CloudInit(hostname="web1", instance_id=base.vm_id,
+                                       networks=(NetConfig(address="192.0.2.10/24", gateway="192.0.2.1"),))
+        return VMSpec(**{**base.__dict__, "disks": (root,), "cloud_init": seed})
 
     return make

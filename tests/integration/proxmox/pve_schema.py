@@ -80,4 +80,8 @@ def schema_path(path: str) -> str:
         names[3] = "{vmid}"
     if len(parts) > 3 and parts[2] == "tasks":
         names[3] = "{upid}"
+    if len(parts) > 3 and parts[2] == "storage":
+        names[3] = "{storage}"
+    if len(parts) > 5 and parts[2] == "storage" and parts[4] == "content":
+        names[5] = "{volume}"
     return "/" + "/".join(names.get(i, p) for i, p in enumerate(parts))

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
+from agents.proxmox_sim.drives import drive_format
+from agents.proxmox_sim.params import kind_of
 from agents.proxmox_sim.server import ROUTES
 from tests.integration.proxmox.conftest import Pve
+from tests.integration.proxmox.images import qemu_img, served_image
 from tests.integration.proxmox.pve_schema import load, schema_path, validate
 
 SCHEMA = load()
@@ -30,24 +35,62 @@ def _check(method: str, path: str, data: Any) -> str:
     return key
 
 
-def test_every_simulated_route_is_in_the_schema_with_known_parameters():
+TYPES = {"i": "integer", "v": "integer", "b": "boolean", "s": "string", "n": "number"}
+PATH_PARAMS = {"node", "vmid", "storage", "upid", "volume"}
+
+
+def _param(props: dict[str, Any], name: str) -> dict[str, Any] | None:
+    found = props.get(name) or props.get(f"{name.rstrip('0123456789')}[n]")
+    return found  # type: ignore[no-any-return]
+
+
+def _same_kind(where: str, kind: str, schema: dict[str, Any]) -> None:
+    """The simulator's kind of a parameter (type letter, required, enum, pattern) is the schema's."""
+    letter, required, enum, pattern = kind_of(kind)
+    assert schema.get("type") == TYPES[letter], f"{where}: type {letter} != {schema.get('type')}"
+    if letter == "v":
+        assert schema.get("format") == "pve-vmid", where
+    assert required == (not schema.get("optional")), f"{where}: required {required}"
+    assert enum == schema.get("enum"), f"{where}: enum {enum} != {schema.get('enum')}"
+    assert pattern == schema.get("pattern"), f"{where}: pattern {pattern} != {schema.get('pattern')}"
+
+
+def test_every_simulated_route_is_in_the_schema_with_its_parameters_types_enums_and_patterns():
     assert SCHEMA is not None
     for method, pattern, spec, _ in ROUTES:
         key = re.sub(r"\(\?P<(\w+)>\[\^/\]\+\)", r"{\1}", pattern)
         assert method in SCHEMA["paths"].get(key, {}), f"{method} {key} is not a PVE endpoint"
         params = SCHEMA["paths"][key][method].get("parameters", {}).get("properties", {})
-        for name in spec:
-            assert name in params or f"{name.rstrip('0123456789')}[n]" in params, f"{method} {key}: {name}"
+        for name, kind in spec.items():
+            schema = _param(params, name)
+            assert schema is not None, f"{method} {key}: {name}"
+            _same_kind(f"{method} {key}: {name}", kind, schema)
+        required = {n for n, p in params.items() if not p.get("optional") and n not in PATH_PARAMS}
+        assert required <= set(spec), f"{method} {key}: required {sorted(required - set(spec))}"
     assert len({(m, p) for m, p, _, _ in ROUTES}) == len(ROUTES)  # no route is listed twice
-    # the reference also holds endpoints the simulator does not offer yet (issues 13, 14, 16 add them);
-    # the test below calls every simulated route and validates each answer
+    # the reference also holds endpoints the simulator does not offer; the test below calls every
+    # simulated route and validates each answer
+
+
+def test_drive_options_are_the_schema_drive_format():
+    assert SCHEMA is not None
+    props = SCHEMA["paths"]["/nodes/{node}/qemu"]["POST"]["parameters"]["properties"]
+    for bus in ("scsi", "virtio", "ide", "sata"):
+        fmt, drive = props[f"{bus}[n]"]["format"], f"{bus}[n]"
+        for name, kind in drive_format(bus).items():
+            sub = fmt[name]
+            if "alias" in sub:
+                sub = fmt[sub["alias"]]
+            sub = {**sub, "optional": 1}  # the simulator requires only the volume, checked on its own
+            _same_kind(f"{drive}.{name}", kind.replace("!", ""), sub)
 
 
 def _keys() -> set[tuple[str, str]]:
     return {(m, re.sub(r"\(\?P<(\w+)>\[\^/\]\+\)", r"{\1}", p)) for m, p, _, _ in ROUTES}
 
 
-def test_responses_validate_against_the_official_schema(pve: Pve):
+@pytest.mark.skipif(qemu_img() is None, reason="qemu-img is needed for the image download-url fetches")
+def test_responses_validate_against_the_official_schema(pve: Pve, tmp_path: Path):
     seen: set[tuple[str, str]] = set()
 
     def call(method: str, path: str, **form: str) -> Any:
@@ -83,7 +126,37 @@ def test_responses_validate_against_the_official_schema(pve: Pve):
     call("DELETE", f"nodes/pve1/tasks/{hung}")
     assert pve.wait_task(hung)["exitstatus"] != "OK"
     pve.wait_task(call("DELETE", "nodes/pve1/qemu/101", purge="1", **{"destroy-unreferenced-disks": "1"}))
+    _disks_and_console(pve, call, tmp_path)
     assert seen == _keys(), sorted(_keys() - seen)
+
+
+def _disks_and_console(pve: Pve, call: Any, tmp_path: Path) -> None:
+    pve.cluster.engine.release_hung()  # no more hanging starts
+    with served_image(tmp_path) as store:
+        call("GET", "nodes/pve1/storage")
+        call("GET", "nodes/pve1/storage", content="images", format="1")
+        sha = store.image.checksum.removeprefix("sha256:")
+        form = {"url": store.image.url, "content": "import", "filename": "img.qcow2", "checksum": sha}
+        assert pve.wait_task(call("POST", "nodes/pve1/storage/local/download-url", **form,
+                                  **{"checksum-algorithm": "sha256"}))["exitstatus"] == "OK"
+    call("GET", "nodes/pve1/storage/local/content", content="import")
+    disk = {"scsi0": "local-lvm:0,import-from=local:import/img.qcow2,iothread=1", "ide2": "local-lvm:cloudinit"}
+    ci = {"ciuser": "ops", "sshkeys": quote("ssh-ed25519 AAAAC3Nza k@x", safe=""), "citype": "nocloud",
+          "ipconfig0": "ip=10.0.0.5/24,gw=10.0.0.1", "nameserver": "10.0.0.53"}
+    assert pve.wait_task(call("POST", "nodes/pve1/qemu", vmid="102", memory="256", **disk, **ci))["exitstatus"] == "OK"
+    assert pve.wait_task(call("PUT", "nodes/pve1/qemu/102/resize", disk="scsi0", size="1G"))["exitstatus"] == "OK"
+    assert pve.wait_task(call("POST", "nodes/pve1/qemu/102/config", scsi1="local-lvm:1"))["exitstatus"] == "OK"
+    call("PUT", "nodes/pve1/qemu/102/config", delete="scsi1")
+    pve.wait_task(call("POST", "nodes/pve1/qemu", vmid="103", memory="16"))
+    move = {"disk": "unused0", "target-vmid": "103", "target-disk": "scsi0"}
+    assert pve.wait_task(call("POST", "nodes/pve1/qemu/102/move_disk", **move))["exitstatus"] == "OK"
+    call("PUT", "nodes/pve1/qemu/103/unlink", idlist="scsi0", force="1")
+    call("GET", "nodes/pve1/storage/local-lvm/content")
+    pve.wait_task(call("POST", "nodes/pve1/qemu/102/status/start"))
+    call("PUT", "nodes/pve1/qemu/102/config", cores="2")
+    call("GET", "nodes/pve1/qemu/102/pending")
+    call("GET", "nodes/pve1/qemu/102/config", current="1")
+    call("POST", "nodes/pve1/qemu/102/vncproxy")
 
 
 def test_running_task_status_and_node_list_also_validate(pve: Pve):
