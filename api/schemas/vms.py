@@ -59,6 +59,9 @@ class VM(Schema):
     disk_gib = fields.Integer()
     image = fields.String(allow_none=True)
     image_id = fields.String(allow_none=True)
+    root_disk = fields.String(allow_none=True, metadata={"description": "Id of the root disk (with the VM's "
+                                                                       "disk_gib, in pool_id); data volumes: "
+                                                                       "GET /v1/volumes?vm_id="})
     pool_id = fields.String(allow_none=True)
     hostname = fields.String(allow_none=True)
     key_name = fields.String(allow_none=True)

@@ -81,6 +81,11 @@ class VM(db.Model):  # type: ignore[name-defined]
     host: Mapped[Host | None] = relationship(foreign_keys=[host_id])
 
     @property
+    def root_disk(self) -> str | None:
+        """The id of its root disk (made from its image), or None for a diskless VM."""
+        return f"{self.id}-root" if self.image_id else None
+
+    @property
     def pool_disk_gib(self) -> int:
         """What the root disk claims on its shared pool."""
         return self.disk_gib - self.host_disk_gib if self.pool_id else 0

@@ -70,12 +70,29 @@ def create_volume(actor: Principal, data: dict[str, Any]) -> Volume:
     return vol
 
 
+ROOT_SUFFIX = "-root"  # a VM's root disk is named <vm id>-root (VM.root_disk)
+
+
 def get_volume(actor: Principal, volume_id: str, *, lock: bool = False) -> Volume:
     stmt = select(Volume).where(Volume.id == volume_id)
     vol = db.session.execute(stmt.with_for_update() if lock else stmt).scalar_one_or_none()
     if vol is None or not actor.can_see_tenant(vol.tenant_id):
+        _refuse_root_disk(actor, volume_id)
         raise not_found("volume", volume_id)
     return vol
+
+
+def _refuse_root_disk(actor: Principal, disk_id: str) -> None:
+    """A VM's root disk is not a volume: it is made and removed with its VM (409, for the VM's own people)."""
+    if not disk_id.endswith(ROOT_SUFFIX):
+        return
+    vm = db.session.get(VM, disk_id.removesuffix(ROOT_SUFFIX))
+    live = vm is not None and vm.image_id is not None and vm.state != VMState.DELETED
+    if vm is not None and live and actor.can_see_tenant(vm.tenant_id):
+        raise InvalidState(Msg(f"{disk_id} is the root disk of VM {vm.name!r}: it cannot be detached or deleted "
+                               f"on its own (resize the VM to grow it; delete the VM to remove it).",
+                               f"{disk_id} es el disco raíz de la VM {vm.name!r}: no se puede desconectar ni borrar "
+                               f"por separado (cambie el tamaño de la VM para agrandarlo; borre la VM para quitarlo)."))
 
 
 def list_volumes(actor: Principal, *, vm_id: str | None = None, state: str | None = None,

@@ -143,3 +143,15 @@ def test_a_host_refusing_the_attach_leaves_the_volume_available_with_the_reason(
     assert op["status"] == "failed" and "injected failed failure" in op["error"]
     got = world.admin_a.get(f"/v1/volumes/{vol['id']}").get_json()
     assert (got["state"], got["vm_id"]) == ("available", None) and "injected" in got["status_reason"]
+
+
+def test_the_root_disk_cannot_be_detached_or_deleted(app: Any, world: World, shared: dict[str, Any]):
+    vm = shared["vm"]
+    assert vm["root_disk"] == f"{vm['id']}-root"
+    before = db_state(app)
+    for resp in (world.admin_a.post(f"/v1/volumes/{vm['root_disk']}/detach"),
+                 world.admin_a.delete(f"/v1/volumes/{vm['root_disk']}"),
+                 world.admin_a.post(f"/v1/volumes/{vm['root_disk']}/extend", json={"size_gib": 99})):
+        assert "root disk" in assert_problem(resp, 409, "invalid-state")["detail"]
+    assert_problem(world.admin_b.post(f"/v1/volumes/{vm['root_disk']}/detach"), 404)  # never confirmed to others
+    assert db_state(app) == before
