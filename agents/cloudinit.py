@@ -24,7 +24,7 @@ _ISO_NAMES = {"meta-data": "/METADATA.;1", "user-data": "/USERDATA.;1", "network
 
 
 def _dump(doc: Any) -> str:
-    return yaml.safe_dump(doc, default_flow_style=False, sort_keys=False, allow_unicode=True)
+    return yaml.safe_dump(doc, default_flow_style=False, sort_keys=False, allow_unicode=True, width=1 << 20)
 
 
 def meta_data(ci: CloudInit) -> str:

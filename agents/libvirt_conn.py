@@ -312,6 +312,8 @@ def _once(uri: str, fn: Callable[[Any], T], context: str, settings: ConnectSetti
         err = map_error(exc, uri, context)
         if not isinstance(err, ConnectionFailed) and _alive(lv, conn):
             raise err from exc
+        if err.code == "SYSTEM_ERROR" and _alive(lv, conn):  # a file on the host, not the connection
+            raise DriverError(err.message, host=uri, code=err.code) from exc
         if _close_reasons.get(conn) == lv.VIR_CONNECT_CLOSE_REASON_KEEPALIVE:
             # the host stopped answering (not a restarted daemon): re-opening would only wait once more
             drop(uri, conn)

@@ -18,7 +18,26 @@
 - ``breaker_cool_down``: seconds a host that could not be reached fails fast before one call probes it
   again (default 30; :mod:`agents.breaker`, state in ``agents.registry.host_status("libvirt", uri)``).
 
-Operation deadlines stay per call: ``stop(timeout_s=...)`` and ``migrate(timeout_s=...)``.
+Disks, seeds, consoles (:mod:`agents.libvirt_disks`, :mod:`agents.libvirt_storage`):
+
+- ``pools``: ``NAME=DIR[,NAME=DIR...]`` (default ``default=/var/lib/libvirt/images/confluencia``): each is the
+  libvirt ``dir`` pool ``confluencia-NAME``, defined, built and started on first use. ``DiskSpec.pool``
+  names one of them.
+- ``shared_pools``: comma list of those pools whose directory holds the same files on every host (NFS,
+  CephFS; default none). Their disks stay in place on live migration; the others' disks are copied.
+- ``image_dir``: the directory of base images (pool ``confluencia-images``; default
+  ``/var/lib/libvirt/images/confluencia-images``). An image is the volume ``<image_id>.<format>``, uploaded
+  from ``ImageRef.path`` with a libvirt stream when the host lacks it.
+- ``vnc_listen``: address the guests' VNC servers listen on (default ``127.0.0.1``); ``console_host``: the
+  address the console proxy connects to (default ``vnc_listen``; with a wildcard listen, the URI's host).
+- ``serial_log``: ``true`` (default) or ``false``: the guest's serial console goes to
+  ``<vm_id>-console.log`` in the root disk's pool.
+- ``nic``: the guest's NIC: ``user`` (libvirt user-mode networking, virtio; the default on ``/session``
+  URIs) or ``none`` (the default elsewhere until bridged networks arrive).
+
+Operation deadlines stay per call: ``stop(timeout_s=...)`` and ``migrate(timeout_s=...)``. A spec without disks
+makes a diskless domain (its disk size only recorded); ``delete`` removes a domain's root disk, seed and console
+log, never a data volume.
 
 Connections are shared per URI (:mod:`agents.libvirt_conn`: opened with a deadline in a helper thread,
 per-URI locks, keepalive); errors are mapped by symbolic code (:mod:`agents.libvirt_errors`).
@@ -30,7 +49,13 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from agents import libvirt_disks as disks
+from agents import libvirt_domains as domains
+from agents import libvirt_migrate_disks as moving
 from agents.base import (
+    ConsoleEndpoint,
+    DiskInfo,
+    DiskSpec,
     DomainInfo,
     DomainState,
     HostFacts,
@@ -44,16 +69,9 @@ from agents.errors import AlreadyExists, DriverError, InvalidState, NotFound
 from agents.libvirt_conn import ConnectSettings, call, drop
 from agents.libvirt_errors import map_error
 from agents.libvirt_migrate import run_migration
+from agents.libvirt_options import parse_options
 from agents.libvirt_uri import validate_qemu_uri
-from agents.libvirt_xml import (
-    METADATA_NS,
-    OurMetadata,
-    check_vm_id,
-    domain_xml,
-    host_uuid,
-    parse_metadata,
-    supports_kvm,
-)
+from agents.libvirt_xml import OurMetadata, check_vm_id, domain_xml, host_uuid, supports_kvm
 
 T = TypeVar("T")
 POLL_S = 0.1  # how often stop() and migrate() look at the domain / job
@@ -68,12 +86,7 @@ class LibvirtDriver:
 
     def __init__(self, uri: str, **options: str) -> None:
         validate_qemu_uri(uri)
-        unknown = set(options) - {"migrate_uri", "hostname", "domain_type", "migrate_bandwidth_mib"}
-        unknown -= set(ConnectSettings.OPTIONS)
-        if unknown:
-            raise DriverError(f"unknown libvirt driver options {sorted(unknown)}", host=uri)
-        if options.get("domain_type", "auto") not in ("auto", "kvm", "qemu"):
-            raise DriverError("domain_type must be auto, kvm or qemu", host=uri)
+        self.opts = parse_options(options, uri)  # refuses unknown options
         self.uri = uri
         self.options = options
         self.settings = ConnectSettings.from_options(options, uri)
@@ -96,65 +109,19 @@ class LibvirtDriver:
         return libvirt
 
     def _lookup(self, conn: Any, vm_id: str) -> Any | None:
-        """The domain called ``vm_id`` or None."""
-        lv = self._lv()
-        try:
-            return conn.lookupByName(vm_id)
-        except lv.libvirtError as exc:
-            if exc.get_error_code() == lv.VIR_ERR_NO_DOMAIN:
-                return None
-            raise
+        return domains.lookup(conn, vm_id)
 
     def _require(self, conn: Any, vm_id: str) -> Any:
-        dom = self._lookup(conn, vm_id)
-        if dom is None:
-            raise NotFound(f"domain {vm_id!r} not found on {self.uri}", host=self.uri, code="NO_DOMAIN")
-        return dom
+        return domains.require(conn, vm_id, self.uri)
 
     def _ours(self, dom: Any) -> OurMetadata | None:
-        lv = self._lv()
-        try:
-            text = dom.metadata(lv.VIR_DOMAIN_METADATA_ELEMENT, METADATA_NS, 0)
-        except lv.libvirtError as exc:
-            if exc.get_error_code() == lv.VIR_ERR_NO_DOMAIN_METADATA:
-                return None
-            raise
-        return parse_metadata(text)
+        return domains.metadata_of(dom)
 
     def _info(self, dom: Any) -> DomainInfo:
-        lv = self._lv()
-        state, max_kib, _mem_kib, vcpus, cpu_ns = dom.info()
-        ours = self._ours(dom)
-        states = {
-            lv.VIR_DOMAIN_RUNNING: DomainState.RUNNING,
-            lv.VIR_DOMAIN_BLOCKED: DomainState.RUNNING,
-            lv.VIR_DOMAIN_PAUSED: DomainState.PAUSED,
-            lv.VIR_DOMAIN_PMSUSPENDED: DomainState.PAUSED,
-            lv.VIR_DOMAIN_SHUTDOWN: DomainState.RUNNING,  # shutting down: still running
-            lv.VIR_DOMAIN_SHUTOFF: DomainState.STOPPED,
-            lv.VIR_DOMAIN_CRASHED: DomainState.CRASHED,
-        }
-        return DomainInfo(
-            vm_id=dom.name(),
-            state=states.get(state, DomainState.UNKNOWN),
-            vcpus=vcpus,
-            ram_mib=max_kib // 1024,
-            disk_gib=ours.disk_gib if ours else 0,
-            tenant_id=ours.tenant_id if ours else None,
-            native_id=dom.UUIDString(),
-            cpu_time_ns=cpu_ns,
-        )
+        return domains.info(dom)
 
     def _all(self, conn: Any) -> list[DomainInfo]:
-        lv = self._lv()
-        out = []
-        for dom in conn.listAllDomains(0):
-            try:
-                out.append(self._info(dom))
-            except lv.libvirtError as exc:
-                if exc.get_error_code() != lv.VIR_ERR_NO_DOMAIN:  # vanished while we listed
-                    raise
-        return out
+        return domains.all_infos(conn)
 
     def _type(self, conn: Any) -> str:
         if self._domain_type is None:
@@ -204,23 +171,27 @@ class LibvirtDriver:
     # -- lifecycle -----------------------------------------------------------------------------
 
     def create(self, spec: VMSpec) -> DomainInfo:
+        """Define the domain, then make its files (each step idempotent: a retry completes a partial one)."""
         check_vm_id(spec.vm_id)
+        layout, refs = disks.layout_for(spec, self.opts) if spec.disks else (None, ())
 
         def create(conn: Any) -> DomainInfo:
             dom = self._lookup(conn, spec.vm_id)
             if dom is None:
                 try:
-                    dom = conn.defineXML(domain_xml(spec, self._type(conn)))
+                    dom = conn.defineXML(domain_xml(spec, self._type(conn), layout=layout, volumes=refs))
                 except self._lv().libvirtError:
                     dom = self._lookup(conn, spec.vm_id)  # a concurrent create won: compare below
                     if dom is None:
                         raise
             ours = self._ours(dom)
-            wanted = (spec.tenant_id, spec.vcpus, spec.ram_mib, spec.disk_gib)
-            if ours is None or (ours.tenant_id, ours.vcpus, ours.ram_mib, ours.disk_gib) != wanted:
+            wanted = (spec.tenant_id, spec.vcpus, spec.ram_mib, spec.disk_gib, refs[0] if refs else None)
+            if ours is None or (ours.tenant_id, ours.vcpus, ours.ram_mib, ours.disk_gib, ours.root) != wanted:
                 owner = "not created by Confluencia" if ours is None else "with a different spec"
                 msg = f"domain {spec.vm_id!r} already exists on {self.uri} ({owner})"
                 raise AlreadyExists(msg, host=self.uri, code="DOM_EXIST")
+            if spec.disks:
+                disks.build_storage(conn, self.opts, spec, running=bool(dom.isActive()))
             return self._info(dom)
 
         return self._call(create, f"create {spec.vm_id}")
@@ -268,8 +239,10 @@ class LibvirtDriver:
         def delete(conn: Any) -> None:
             dom = self._lookup(conn, vm_id)
             if dom is None:
+                disks.remove_vm_files(conn, self.opts, vm_id, None)  # leftovers of an interrupted create/delete
                 return
-            if self._ours(dom) is None:
+            ours = self._ours(dom)
+            if ours is None:
                 raise InvalidState(
                     f"refusing to delete {vm_id!r} on {self.uri}: not created by Confluencia",
                     host=self.uri,
@@ -278,6 +251,8 @@ class LibvirtDriver:
             try:
                 if dom.isActive():
                     dom.destroy()
+                if ours.root is not None:  # files first: a retry still finds the domain that names them
+                    disks.remove_vm_files(conn, self.opts, vm_id, ours)
                 if dom.isPersistent():
                     dom.undefineFlags(
                         lv.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
@@ -318,20 +293,33 @@ class LibvirtDriver:
                 self._forget_stale_source(src_dom)
             except self._lv().libvirtError as exc:
                 raise map_error(exc, self.uri, f"migrate {vm_id}") from exc
+            moving.forget_stale_files(self._call, target._call, dst_dom, self.opts.storage, f"migrate {vm_id}")
             return MigrationResult(vm_id, self.uri, target.uri, time.monotonic() - started, True)
         if src_dom is None:
             raise NotFound(f"domain {vm_id!r} is on neither {self.uri} nor {target.uri}", host=self.uri)
         if dst_active:
             raise AlreadyExists(f"domain {vm_id!r} runs on both hosts", host=target.uri, code="DOM_EXIST")
-        run_migration(
-            src_dom,
-            dst_conn,
-            migrate_uri=target.options.get("migrate_uri"),
-            bandwidth_mib=int(self.options.get("migrate_bandwidth_mib", "0")),
-            timeout_s=timeout_s,
-            progress=progress,
-            host=self.uri,
-        )
+        # a domain with disks: its files on the target first (None: diskless)
+        files = moving.Files.prepare(self._call, target._call, src_dom, self.opts.storage, target.opts.storage,
+                                     self.uri, f"migrate {vm_id}")  # fmt: skip
+        try:
+            run_migration(
+                src_dom,
+                dst_conn,
+                migrate_uri=target.options.get("migrate_uri"),
+                bandwidth_mib=int(self.options.get("migrate_bandwidth_mib", "0")),
+                timeout_s=timeout_s,
+                progress=progress,
+                host=self.uri,
+                extra_flags=files.flags if files else 0,
+                extra_params=files.params if files else None,
+            )
+        except DriverError:
+            if files is not None:
+                files.undo()
+            raise
+        if files is not None:
+            files.finish()
         return MigrationResult(vm_id, self.uri, target.uri, time.monotonic() - started)
 
     def _look(self, conn: Any, vm_id: str) -> tuple[Any | None, bool]:
@@ -360,6 +348,37 @@ class LibvirtDriver:
                 raise
 
         return self._call(busy, f"migration job of {vm_id}")
+
+    # -- disks, size, console ----------------------------------------------------------------------
+
+    def attach_disk(self, vm_id: str, disk: DiskSpec) -> DiskInfo:
+        return self._call(lambda conn: disks.attach(conn, self._require(conn, vm_id), self.opts, disk, self.uri),
+                          f"attach {disk.volume_id} to {vm_id}")  # fmt: skip
+
+    def detach_disk(self, vm_id: str, disk: DiskSpec) -> None:
+        self._call(lambda conn: disks.detach(self._require(conn, vm_id), self.opts, disk, self.uri),
+                   f"detach {disk.volume_id} from {vm_id}")  # fmt: skip
+
+    def grow_disk(self, vm_id: str | None, disk: DiskSpec) -> DiskInfo:
+        def grow(conn: Any) -> DiskInfo:
+            dom = self._require(conn, vm_id) if vm_id is not None else None
+            return disks.grow(conn, dom, self.opts, disk, self.uri)
+
+        return self._call(grow, f"grow {disk.volume_id}")
+
+    def delete_disk(self, disk: DiskSpec) -> None:
+        self._call(lambda conn: disks.delete_data(conn, self.opts, disk, self.uri), f"delete {disk.volume_id}")
+
+    def resize(self, vm_id: str, vcpus: int, ram_mib: int) -> DomainInfo:
+        def resize(conn: Any) -> DomainInfo:
+            disks.resize(conn, self._require(conn, vm_id), vcpus, ram_mib, self.uri)
+            return self._info(self._require(conn, vm_id))
+
+        return self._call(resize, f"resize {vm_id}")
+
+    def console(self, vm_id: str) -> ConsoleEndpoint:
+        return self._call(lambda conn: disks.console(self._require(conn, vm_id), self.opts, self.uri),
+                          f"console of {vm_id}")  # fmt: skip
 
     def close(self) -> None:
         """Drop this host's cached connection (it is re-opened on the next call)."""

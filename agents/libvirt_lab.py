@@ -6,10 +6,16 @@ session daemon with its own ``host_uuid``, reachable by root at
 KVM is needed. Live migration between lab hosts goes over loopback: the driver option ``migrate_uri`` is
 ``tcp://127.0.0.1`` and each daemon takes incoming-migration ports from a range of its own
 (``migration_port_min/max`` in its ``qemu.conf``), so the daemons never hand out the same port and one host
-can receive several migrations at once.
+can receive several migrations at once. Each daemon also gets a VNC port range of its own.
+
+Storage (:mod:`agents.libvirt_lab_storage`): the lab's users share one group; every daemon runs with it as a
+supplementary group and umask 002; the lab makes an image directory and a shared pool directory (setgid,
+2775) every host uses and a local pool directory per host. ``LabHost.driver_options`` names them (``pools``,
+``shared_pools``, ``image_dir``).
 
 The lab records the PID (and kernel start time) of every daemon it starts in ``state_dir/state.json``;
-``down`` kills only those processes and the QEMU processes those daemons started, never anything else.
+``down`` kills only those processes and the QEMU processes those daemons started, never anything else, and
+removes the storage directory it recorded there (one per lab prefix).
 Needs root (to create the users and start daemons as them), ``libvirtd`` and ``qemu-system-x86_64``.
 """
 
@@ -31,12 +37,15 @@ from pathlib import Path
 from typing import Any
 
 from agents.libvirt_errors import silence_libvirt
+from agents.libvirt_lab_storage import STORAGE_ROOT, LabStorage, ensure_user
 
 DEFAULT_PREFIX = "cflab"
 DEFAULT_STATE_DIR = Path("/tmp/confluencia-lab")
 HOME_ROOT = Path("/var/tmp/confluencia-lab-homes")
 BASE_MIGRATION_PORT = 49152
 PORTS_PER_HOST = 8  # concurrent incoming migrations one lab host can take
+VNC_PORTS_PER_HOST = 4 * PORTS_PER_HOST  # running guests with a VNC console one lab host can have
+VNC_BASE = 5900
 LIBVIRTD = "libvirtd"
 QEMU = "qemu-system-x86_64"
 
@@ -56,10 +65,11 @@ class LabHost:
     migrate_uri: str
     pid: int | None = None
     pid_start: str | None = None  # /proc/PID/stat field 22: guards against PID reuse
+    storage: dict[str, str] | None = None  # pools, shared_pools, image_dir (agents.libvirt_lab_storage)
 
     @property
     def driver_options(self) -> dict[str, str]:
-        return {"migrate_uri": self.migrate_uri}
+        return {"migrate_uri": self.migrate_uri, **(self.storage or {})}
 
 
 def missing_requirements() -> str | None:
@@ -100,12 +110,14 @@ class Lab:
         prefix: str = DEFAULT_PREFIX,
         state_dir: Path | str = DEFAULT_STATE_DIR,
         base_port: int = BASE_MIGRATION_PORT,
+        storage_root: Path | str = STORAGE_ROOT,
     ) -> None:
         self.count = hosts
         self.prefix = prefix
         self.state_dir = Path(state_dir)
         self.base_port = base_port
         self.state_file = self.state_dir / "state.json"
+        self.storage = LabStorage.for_prefix(prefix, Path(storage_root))
 
     # -- description ---------------------------------------------------------------------------
 
@@ -122,12 +134,19 @@ class Lab:
             home=str(HOME_ROOT / user),
             host_uuid=str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{user}.confluencia-lab")),
             migrate_uri="tcp://127.0.0.1",
+            storage=self.storage.driver_options(user),
         )
 
     def migration_ports(self, index: int) -> range:
         """The incoming-migration ports of host ``index`` (1-based); disjoint between the hosts."""
         first = self.base_port + PORTS_PER_HOST * (index - 1)
         return range(first, first + PORTS_PER_HOST)
+
+    def vnc_ports(self, index: int) -> range:
+        """The VNC ports of host ``index``'s guests: disjoint between hosts and between labs whose migration
+        port ranges are disjoint (the same layout, four times wider, from port 5900 on)."""
+        first = VNC_BASE + 4 * (self.migration_ports(index)[0] - BASE_MIGRATION_PORT)
+        return range(first, first + VNC_PORTS_PER_HOST)
 
     def hosts(self) -> list[LabHost]:
         """The hosts recorded by the last ``up`` (with PIDs), empty when the lab is down."""
@@ -174,6 +193,8 @@ class Lab:
         self.down()  # whatever a previous run left behind, and only that
         started: list[LabHost] = []
         try:
+            self._write_state(started)  # records the storage directory before it is made
+            self.storage.create([ensure_user(h.name, h.home, HOME_ROOT).pw_name for h in self._described()])
             for i in range(1, self.count + 1):
                 started.append(self._start_host(i))
                 self._write_state(started)
@@ -207,7 +228,7 @@ class Lab:
 
     def _start_host(self, index: int, *, fresh: bool = True) -> LabHost:
         h = self.describe(index)
-        pw = self._ensure_user(h.name, h.home)
+        pw = ensure_user(h.name, h.home, HOME_ROOT)
         runtime = Path(h.runtime_dir)
         if fresh:
             for d in (runtime, Path(h.home) / ".config", Path(h.home) / ".local"):  # keep .cache (qemu caps)
@@ -217,7 +238,11 @@ class Lab:
             d.mkdir(parents=True, exist_ok=True)
         (conf_dir / "libvirtd.conf").write_text(f'host_uuid = "{h.host_uuid}"\n')
         ports = self.migration_ports(index)
-        (conf_dir / "qemu.conf").write_text(f"migration_port_min = {ports[0]}\nmigration_port_max = {ports[-1]}\n")
+        vnc = self.vnc_ports(index)
+        (conf_dir / "qemu.conf").write_text(
+            f"migration_port_min = {ports[0]}\nmigration_port_max = {ports[-1]}\n"
+            f"remote_display_port_min = {vnc[0]}\nremote_display_port_max = {vnc[-1]}\n"
+        )
         runtime.chmod(0o700)
         for root, dirs, files in os.walk(h.home):
             for entry in [root, *(os.path.join(root, n) for n in dirs + files)]:
@@ -239,7 +264,8 @@ class Lab:
                 cwd=h.home,
                 user=pw.pw_uid,
                 group=pw.pw_gid,
-                extra_groups=[],
+                extra_groups=[self.storage.gid()],  # the lab's shared group (shared pools, images)
+                umask=0o002,  # files the daemon and its QEMU make are group-writable
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
@@ -247,24 +273,22 @@ class Lab:
             )
         return LabHost(**{**asdict(h), "pid": proc.pid, "pid_start": _proc_start(proc.pid)})
 
-    @staticmethod
-    def _ensure_user(name: str, home: str) -> pwd.struct_passwd:
-        try:
-            return pwd.getpwnam(name)
-        except KeyError:
-            HOME_ROOT.mkdir(parents=True, exist_ok=True)
-            subprocess.run(
-                ["useradd", "--system", "--user-group", "--home-dir", home, "--shell", "/bin/false", name],
-                check=True,
-                capture_output=True,
-            )
-            return pwd.getpwnam(name)
+    def _described(self) -> list[LabHost]:
+        return [self.describe(i) for i in range(1, self.count + 1)]
 
     def _write_state(self, hosts: list[LabHost]) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"hosts": [asdict(h) for h in hosts]}, indent=2))
+        state = {"hosts": [asdict(h) for h in hosts], "storage": str(self.storage.root)}
+        tmp.write_text(json.dumps(state, indent=2))
         tmp.replace(self.state_file)
+
+    def _recorded_storage(self) -> Path | None:
+        try:
+            recorded = json.loads(self.state_file.read_text()).get("storage")
+        except (OSError, ValueError):
+            return None
+        return Path(recorded) if recorded == str(self.storage.root) else None
 
     @staticmethod
     def _answers(h: LabHost) -> bool:
@@ -316,6 +340,8 @@ class Lab:
                     os.kill(hpid, signal.SIGTERM)
                 stopped.append(f"{h.name} helper pid {hpid}")
             shutil.rmtree(h.runtime_dir, ignore_errors=True)
+        if self._recorded_storage() is not None:  # only the directory this lab made (and recorded)
+            self.storage.remove()
         with contextlib.suppress(FileNotFoundError):
             self.state_file.unlink()
         return stopped

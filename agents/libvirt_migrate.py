@@ -21,8 +21,8 @@ def migration_flags(lv: Any, running: bool) -> int:
 
 
 def _fraction(stats: dict[str, Any]) -> float | None:
-    total = stats.get("memory_total") or stats.get("data_total")
-    done = stats.get("memory_processed") or stats.get("data_processed")
+    total = stats.get("data_total") or stats.get("memory_total")  # data: memory plus copied disks
+    done = stats.get("data_processed") or stats.get("memory_processed")
     if not total or done is None:
         return None
     return max(0.0, min(0.99, done / total))
@@ -37,21 +37,24 @@ def run_migration(
     timeout_s: float,
     progress: ProgressCallback | None,
     host: str,
+    extra_flags: int = 0,
+    extra_params: dict[str, Any] | None = None,
 ) -> None:
     """``dom.migrate3(dest_conn, ...)`` in a worker thread while this thread watches the job.
 
     The destination is the connection object itself (client-managed migration, no PEER2PEER), so a
     ``qemu:///session`` target works: the source daemon never has to resolve the target's URI.
+    ``extra_flags`` / ``extra_params``: what the domain's storage needs (:mod:`agents.libvirt_migrate_disks`).
     """
     import libvirt as lv  # optional extra: only hosts that use the libvirt driver need libvirt-python
 
     running = bool(dom.isActive())
-    params: dict[str, Any] = {}
+    params: dict[str, Any] = dict(extra_params or {})
     if migrate_uri and running:
         params[lv.VIR_MIGRATE_PARAM_URI] = migrate_uri
     if bandwidth_mib > 0 and running:
         params[lv.VIR_MIGRATE_PARAM_BANDWIDTH] = bandwidth_mib
-    flags = migration_flags(lv, running)
+    flags = migration_flags(lv, running) | extra_flags
     outcome: dict[str, BaseException] = {}
 
     def work() -> None:

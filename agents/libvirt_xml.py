@@ -1,19 +1,34 @@
-"""Domain XML from a :class:`VMSpec`, and our metadata read back from a domain."""
+"""Domain XML from a :class:`VMSpec`, and our metadata read back from a domain.
+
+A spec without disks makes a minimal diskless domain (its disk size only recorded); one with disks gets its
+devices from :mod:`agents.libvirt_devices` and records its volumes (our ids, pool, file name) in our
+metadata, root first.
+"""
 
 from __future__ import annotations
 
 import re
 import uuid
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from agents.base import VMSpec
 from agents.errors import DriverError
+from agents.libvirt_devices import Layout, device_elements
 
 METADATA_NS = "https://confluencia.dev/xmlns/libvirt-domain/1"
 METADATA_PREFIX = "confluencia"
 # libvirt domain names: we use our VM id; keep to a safe alphabet.
 VM_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")
+
+
+@dataclass(frozen=True)
+class VolumeRef:
+    """One disk of a domain in our metadata: our volume id, our pool name, the volume's name in the pool."""
+
+    volume_id: str
+    pool: str
+    name: str
 
 
 @dataclass(frozen=True)
@@ -25,6 +40,25 @@ class OurMetadata:
     ram_mib: int
     disk_gib: int
     image: str | None = None
+    volumes: tuple[VolumeRef, ...] = ()  # root first, then data volumes
+
+    @classmethod
+    def of(cls, spec: VMSpec, volumes: tuple[VolumeRef, ...] = ()) -> OurMetadata:
+        return cls(spec.vm_id, spec.tenant_id, spec.name, spec.vcpus, spec.ram_mib, spec.disk_gib, spec.image,
+                   volumes)  # fmt: skip
+
+    @property
+    def root(self) -> VolumeRef | None:
+        return self.volumes[0] if self.volumes else None
+
+    def with_volume(self, ref: VolumeRef) -> OurMetadata:
+        """With ``ref`` (replacing the entry of the same volume id, else appended)."""
+        if any(v.volume_id == ref.volume_id for v in self.volumes):
+            return replace(self, volumes=tuple(ref if v.volume_id == ref.volume_id else v for v in self.volumes))
+        return replace(self, volumes=(*self.volumes, ref))
+
+    def without_volume(self, volume_id: str) -> OurMetadata:
+        return replace(self, volumes=tuple(v for v in self.volumes if v.volume_id != volume_id))
 
 
 def domain_uuid(vm_id: str) -> str:
@@ -37,24 +71,38 @@ def check_vm_id(vm_id: str) -> None:
         raise DriverError(f"VM id {vm_id!r} cannot name a libvirt domain", code="INVALID_ARG")
 
 
-def metadata_xml(spec: VMSpec) -> str:
+def metadata_xml(meta: OurMetadata | VMSpec) -> str:
+    """Our metadata element (for ``setMetadata``); a spec stands for its metadata without volumes."""
+    if isinstance(meta, VMSpec):
+        meta = OurMetadata.of(meta)
     root = ET.Element("vm")
     for tag, value in (
-        ("vm-id", spec.vm_id),
-        ("tenant-id", spec.tenant_id),
-        ("name", spec.name),
-        ("vcpus", str(spec.vcpus)),
-        ("ram-mib", str(spec.ram_mib)),
-        ("disk-gib", str(spec.disk_gib)),
+        ("vm-id", meta.vm_id),
+        ("tenant-id", meta.tenant_id),
+        ("name", meta.name),
+        ("vcpus", str(meta.vcpus)),
+        ("ram-mib", str(meta.ram_mib)),
+        ("disk-gib", str(meta.disk_gib)),
     ):
         ET.SubElement(root, tag).text = value
-    if spec.image:
-        ET.SubElement(root, "image").text = spec.image
+    if meta.image:
+        ET.SubElement(root, "image").text = meta.image
+    if meta.volumes:
+        vols = ET.SubElement(root, "volumes")
+        for ref in meta.volumes:
+            ET.SubElement(vols, "volume", pool=ref.pool, name=ref.name).text = ref.volume_id
     return ET.tostring(root, encoding="unicode")
 
 
-def domain_xml(spec: VMSpec, domain_type: str = "kvm", arch: str = "x86_64") -> str:
-    """A minimal diskless domain: the disk size is recorded in our metadata only."""
+def domain_xml(
+    spec: VMSpec,
+    domain_type: str = "kvm",
+    arch: str = "x86_64",
+    layout: Layout | None = None,
+    volumes: tuple[VolumeRef, ...] = (),
+) -> str:
+    """A minimal diskless domain (the disk size is recorded in our metadata only), or with ``layout`` (a
+    spec with disks) one that boots from its root disk with its volumes, seed, console and NIC."""
     check_vm_id(spec.vm_id)
     if spec.vcpus < 1 or spec.ram_mib < 1 or spec.disk_gib < 0:
         raise DriverError(f"invalid VM size in {spec!r}", code="INVALID_ARG")
@@ -63,22 +111,25 @@ def domain_xml(spec: VMSpec, domain_type: str = "kvm", arch: str = "x86_64") -> 
     ET.SubElement(dom, "uuid").text = domain_uuid(spec.vm_id)
     ET.SubElement(dom, "title").text = spec.name[:200]
     meta = ET.SubElement(dom, "metadata")
-    ours = ET.fromstring(metadata_xml(spec))
-    ours.tag = f"{{{METADATA_NS}}}vm"
-    for child in ours:
-        child.tag = f"{{{METADATA_NS}}}{child.tag}"
+    ours = ET.fromstring(metadata_xml(OurMetadata.of(spec, volumes)))
+    for el in ours.iter():
+        el.tag = f"{{{METADATA_NS}}}{el.tag}"
     meta.append(ours)
     ET.SubElement(dom, "memory", unit="MiB").text = str(spec.ram_mib)
     ET.SubElement(dom, "vcpu").text = str(spec.vcpus)
     os_el = ET.SubElement(dom, "os")
     ET.SubElement(os_el, "type", arch=arch).text = "hvm"
-    ET.SubElement(os_el, "boot", dev="network")
+    ET.SubElement(os_el, "boot", dev="network" if layout is None else "hd")
     features = ET.SubElement(dom, "features")
     ET.SubElement(features, "acpi")
+    if layout is not None:
+        ET.SubElement(features, "apic")
     ET.SubElement(dom, "on_poweroff").text = "destroy"
     ET.SubElement(dom, "on_reboot").text = "restart"
     ET.SubElement(dom, "on_crash").text = "destroy"
     devices = ET.SubElement(dom, "devices")
+    if layout is not None:
+        devices.extend(device_elements(layout))
     ET.SubElement(devices, "memballoon", model="none")
     ET.register_namespace(METADATA_PREFIX, METADATA_NS)
     return ET.tostring(dom, encoding="unicode")
@@ -91,11 +142,20 @@ def parse_metadata(text: str) -> OurMetadata | None:
     except ET.ParseError:
         return None
 
+    def find(parent: ET.Element, tag: str) -> ET.Element | None:
+        el = parent.find(tag)
+        return el if el is not None else parent.find(f"{{{METADATA_NS}}}{tag}")
+
     def field(tag: str) -> str | None:
-        el = root.find(tag)
-        if el is None:
-            el = root.find(f"{{{METADATA_NS}}}{tag}")
+        el = find(root, tag)
         return el.text if el is not None and el.text is not None else None
+
+    vols = find(root, "volumes")
+    volumes = tuple(
+        VolumeRef(v.text, v.get("pool", ""), v.get("name", ""))
+        for v in (vols.findall("*") if vols is not None else [])
+        if v.text
+    )
 
     vm_id, tenant = field("vm-id"), field("tenant-id")
     if not vm_id or not tenant:
@@ -109,6 +169,7 @@ def parse_metadata(text: str) -> OurMetadata | None:
             ram_mib=int(field("ram-mib") or 0),
             disk_gib=int(field("disk-gib") or 0),
             image=field("image"),
+            volumes=volumes,
         )
     except ValueError:
         return None

@@ -41,8 +41,10 @@ def up(count: int, prefix: str, state_dir: Path, timeout_s: float) -> None:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"lab up: {len(hosts)} hosts (state in {state_dir})")
     for h in hosts:
-        click.echo(f"  {h.name}  pid {h.pid}  uri {h.uri}  migrate_uri {h.migrate_uri}")
-    click.echo("Register a host with kind 'libvirt', its uri, and the driver option migrate_uri shown above.")
+        click.echo(f"  {h.name}  pid {h.pid}  uri {h.uri}")
+        click.echo(f"    options {json.dumps(h.driver_options, sort_keys=True)}")
+    click.echo("Register each host with kind 'libvirt', its uri and those driver options (\"options\" in "
+               "POST /v1/hosts); list the shared pool in its storage_pools.")
 
 
 @lab.command()

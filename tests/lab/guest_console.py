@@ -10,7 +10,8 @@ The guest's ``/init`` (``guest_init.sh``) writes lines ``CONFLUENCIA-GUEST <word
     instance-id=<meta-data instance-id>
     hostname=<meta-data local-hostname>   also set as the guest's host name
     user-data=cloud-config|script|unsupported
-    ssh-keys=<count>                      cloud-config ssh_authorized_keys (also under users:)
+    ssh-keys=<count>                      meta-data public-keys and cloud-config ssh_authorized_keys
+                                          (also under users:), each key once
     ssh-key=SHA256:<fingerprint> <comment>     one per key, fingerprint as ``ssh-keygen -l`` prints it
     write-file=<path> bytes=<n>           one per write_files entry (written in the guest)
     runcmd=<command>  runcmd-rc=<status>  one pair per runcmd item (run with sh -c)
@@ -31,12 +32,24 @@ Kernel messages (``quiet``) may be interleaved; a report line is found anywhere 
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import os
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 PREFIX = "CONFLUENCIA-GUEST "
+
+
+def ssh_public_key(comment: str) -> tuple[str, str]:
+    """A random OpenSSH ed25519 public key line and its ``SHA256:`` fingerprint (as ``ssh-keygen -l`` and the
+    guest's ``ssh-key=`` line print it)."""
+    blob = struct.pack(">I", 11) + b"ssh-ed25519" + struct.pack(">I", 32) + os.urandom(32)
+    fingerprint = "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+    return f"ssh-ed25519 {base64.b64encode(blob).decode()} {comment}", fingerprint
 
 
 class GuestTimeout(AssertionError):

@@ -31,7 +31,9 @@ from pathlib import Path
 
 import pytest
 
-RECIPE_VERSION = 1  # bump when the build changes in a way the hashed inputs do not show
+from agents.base import ImageRef
+
+RECIPE_VERSION = 2  # bump when the build changes in a way the hashed inputs do not show
 MODULES = (
     "virtio_pci", "virtio_blk", "virtio_net", "ext4", "isofs", "sr_mod", "ata_piix", "ahci",
     "button", "evdev",  # ACPI power button -> busybox acpid -> poweroff (graceful shutdown)
@@ -71,6 +73,13 @@ class GuestImage:
     @property
     def size_bytes(self) -> int:
         return self.path.stat().st_size
+
+    def image_ref(self) -> ImageRef:
+        """The image as the control plane hands it to a driver (id from the recipe, sha256, virtual size)."""
+        data = self.path.read_bytes()
+        virtual = int.from_bytes(data[24:32], "big")  # qcow2 header: the virtual disk size at offset 24
+        return ImageRef(image_id=f"cf-guest-{self.recipe}", format="qcow2", virtual_size_bytes=virtual,
+                        checksum=f"sha256:{hashlib.sha256(data).hexdigest()}", path=str(self.path))  # fmt: skip
 
 
 def _which(name: str) -> str | None:

@@ -48,20 +48,29 @@ yaml_get() {
 		sed -e 's/[[:space:]]*$//' -e "s/^[\"']//" -e "s/[\"']\$//"
 }
 
-# yaml_list FILE KEY: the items of the block list under "KEY:" (also "- KEY:"), quotes removed
+# yaml_list FILE KEY: the items of the block list under "KEY:" (also "- KEY:"), quotes removed; a long item
+# folded onto more-indented lines (as PyYAML writes keys longer than 80 columns) is joined with spaces
 yaml_list() {
 	awk -v key="$2" -v q="'" '
 	function strip(s) { sub(/^[ \t]*-[ \t]*/, "", s); sub(/[ \t]+$/, "", s); gsub("^[\"" q "]|[\"" q "]$", "", s); return s }
+	function flush() { if (item != "") print strip(item); item = "" }
 	{ line = $0; body = line; sub(/^[ \t]*(-[ \t]+)?/, "", body); ind = length(line) - length(body) }
 	inlist && /^[ \t]*$/ { next }
-	inlist && /^[ \t]*-[ \t]/ { d = line; sub(/-.*/, "", d); if (length(d) >= kind) { print strip(line); next } }
-	inlist { inlist = 0 }
+	inlist && /^[ \t]*-[ \t]/ { d = line; sub(/-.*/, "", d); if (length(d) >= kind) { flush(); item = line; next } }
+	inlist && item != "" { d = line; sub(/[^ \t].*/, "", d); if (length(d) > kind) { s = line; sub(/^[ \t]+/, "", s); item = item " " s; next } }
+	inlist { flush(); inlist = 0 }
 	body ~ "^" key ":[ \t]*$" { inlist = 1; kind = ind }
+	END { flush() }
 	' "$1"
 }
 
+# ssh_keys [USER_DATA]: meta-data public-keys (as real cloud-init reads them) and a cloud-config's
+# ssh_authorized_keys, each key once, in that order
 ssh_keys() {
-	yaml_list "$1" ssh_authorized_keys >/tmp/keys
+	{
+		yaml_list /seed/meta-data public-keys
+		[ -n "$1" ] && yaml_list "$1" ssh_authorized_keys
+	} | awk 'NF && !seen[$0]++' >/tmp/keys
 	say "ssh-keys=$(grep -c . /tmp/keys)"
 	cp /tmp/keys /root/.ssh/authorized_keys
 	while read -r ktype kblob kcomment; do
@@ -119,11 +128,15 @@ user_data() {
 		;;
 	"#!"*)
 		say "user-data=script"
+		ssh_keys  # the meta-data keys alone
 		cp "$1" /tmp/user-script && chmod 0755 /tmp/user-script
 		/tmp/user-script </dev/null
 		say "user-data-rc=$?"
 		;;
-	*) say "user-data=unsupported" ;;
+	*)
+		say "user-data=unsupported"
+		ssh_keys
+		;;
 	esac
 }
 
@@ -199,7 +212,7 @@ if find_seed; then
 	[ -n "$HOST" ] && hostname "$HOST"
 	say "instance-id=$IID"
 	say "hostname=$HOST"
-	[ -f /seed/user-data ] && user_data /seed/user-data
+	if [ -f /seed/user-data ]; then user_data /seed/user-data; else ssh_keys; fi
 else
 	say "seed=none"
 fi

@@ -76,4 +76,6 @@ def host(lab: Lab, index: int) -> LabHost:
 
 
 def driver_options(h: LabHost) -> dict[str, str]:
+    """The options to register lab host ``h`` with: ``migrate_uri``, its storage (``pools`` with its own
+    ``default`` pool and the lab's ``shared`` one, ``shared_pools``, ``image_dir``) and ``hostname``."""
     return {**h.driver_options, "hostname": h.name}

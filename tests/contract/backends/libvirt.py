@@ -32,9 +32,12 @@ def _open(config: pytest.Config) -> Iterator[HostPair]:
     import libvirt
 
     from agents.libvirt_driver import LibvirtDriver
+    from agents.libvirt_lab_storage import LOCAL_POOL
+    from tests.lab.guest_image import guest_image_for, missing_tools
     from tests.lab.session import driver_options, host, lab_for
 
     lab = lab_for(config)
+    image = None if missing_tools() else guest_image_for(config).image_ref()  # None: disk tests are SKIPPED
     h1, h2 = host(lab, 1), host(lab, 2)
     a = LibvirtDriver(h1.uri, **driver_options(h1))
     b = LibvirtDriver(h2.uri, **driver_options(h2))
@@ -93,6 +96,8 @@ def _open(config: pytest.Config) -> Iterator[HostPair]:
                 "qemu+ssh://user:secret@host/system",
                 "qemu:///other",
             ],
+            image=image,
+            pool=LOCAL_POOL,  # each host's own disks: migrations copy them (shared pools: tests/integration)
         )
     finally:
         a.close()

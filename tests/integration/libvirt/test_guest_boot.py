@@ -7,11 +7,8 @@ sees a hot-plugged disk and a grown root disk, and powers off on the ACPI power 
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 import socket
-import struct
 import time
 import uuid
 import xml.etree.ElementTree as ET
@@ -19,7 +16,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from agents.libvirt_lab import Lab
-from tests.lab.guest_console import GuestReport
+from tests.lab.guest_console import GuestReport, ssh_public_key
 from tests.lab.guest_domain import BootedGuest, Seed, booted_guest
 from tests.lab.guest_image import GuestImage, guest_image_for
 from tests.lab.session import host
@@ -33,13 +30,6 @@ BOOT_TIMEOUT_S = 60.0  # ready in about 8-9 s under TCG; the machine may be shar
 @pytest.fixture(scope="session")
 def guest_image(request: pytest.FixtureRequest) -> GuestImage:
     return guest_image_for(request.config)
-
-
-def _public_key(comment: str) -> tuple[str, str]:
-    """An OpenSSH ed25519 public key line and its ``SHA256:`` fingerprint (as ``ssh-keygen -l`` prints)."""
-    blob = struct.pack(">I", 11) + b"ssh-ed25519" + struct.pack(">I", 32) + os.urandom(32)
-    fingerprint = "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
-    return f"ssh-ed25519 {base64.b64encode(blob).decode()} {comment}", fingerprint
 
 
 def _vnc_greeting(guest: BootedGuest) -> bytes:
@@ -66,8 +56,8 @@ def _wait_ticks_advance(guest: BootedGuest, ticks: int = 3) -> GuestReport:
 
 
 def test_guest_boots_and_reports_its_cloud_config_seed(lab: Lab, guest_image: GuestImage) -> None:
-    key1, fp1 = _public_key("alice@confluencia-test")
-    key2, fp2 = _public_key("bob@confluencia-test")
+    key1, fp1 = ssh_public_key("alice@confluencia-test")
+    key2, fp2 = ssh_public_key("bob@confluencia-test")
     iid = f"iid-{uuid.uuid4().hex[:8]}"
     user_data = f"""#cloud-config
 ssh_authorized_keys:
