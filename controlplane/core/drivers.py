@@ -54,8 +54,9 @@ def root_disk(vm: VM) -> DiskSpec | None:
     image = db.session.get(Image, vm.image_id) if vm.image_id else None
     if image is None:
         return None
-    return DiskSpec(volume_id=f"{vm.id}-root", size_gib=vm.disk_gib, pool=pool_name(vm.pool_id),
-                    image=image_ref(image))
+    pool = db.session.get(StoragePool, vm.pool_id) if vm.pool_id else None
+    return DiskSpec(volume_id=f"{vm.id}-root", size_gib=vm.disk_gib, pool=pool.name if pool else DEFAULT_POOL,
+                    image=image_ref(image), full_copy=bool(pool and pool.full_copy))
 
 
 def volume_disk(volume: Volume) -> DiskSpec:

@@ -89,7 +89,7 @@ def keypair_view(k: Keypair) -> dict[str, Any]:
 
 def pool_view(p: StoragePool) -> dict[str, Any]:
     return {"name": p.name, "kind": p.kind, "capacity_gib": p.capacity_gib, "is_default": bool(p.is_default),
-            "description": p.description}
+            "full_copy": bool(p.full_copy), "description": p.description}
 
 
 def console_view(c: ConsoleToken) -> dict[str, Any]:

@@ -30,6 +30,8 @@ class StoragePool(db.Model):  # type: ignore[name-defined]
     kind: Mapped[str] = mapped_column(String(8), nullable=False)  # a PoolKind
     capacity_gib: Mapped[int | None] = mapped_column(Integer, nullable=True)  # shared pools only
     is_default: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)  # root disks go here
+    # root disks here are full copies of their image instead of copy-on-write overlays (no backing chain)
+    full_copy: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     description: Mapped[str | None] = mapped_column(Text, nullable=True)
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
     created_at: Mapped[datetime] = created_column()

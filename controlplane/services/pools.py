@@ -103,7 +103,7 @@ def create_pool(actor: Principal, data: dict[str, Any]) -> StoragePool:
     with transaction():
         if find_pool(data["name"]) is not None:
             raise ValidationFailed(f"storage pool {data['name']!r} exists", errors={"name": ["Already taken."]})
-        pool = StoragePool(**{"is_default": False, **data})
+        pool = StoragePool(**{"is_default": False, "full_copy": False, **data})
         db.session.add(pool)
         db.session.flush()
         if pool.is_default:

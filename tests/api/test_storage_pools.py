@@ -143,3 +143,26 @@ def test_a_local_root_disk_is_part_of_a_migrations_cost(world: World, image_dirs
     plan = world.operator.get("/v1/plans?kind=drain").get_json()["items"][0]
     detail = world.operator.get(f"/v1/plans/{plan['id']}").get_json()
     assert detail["cost_ram_mib"] == 1024 + 10 * 1024  # its RAM and its 10 GiB local disk
+
+
+def test_a_pool_can_make_root_disks_full_copies(app: Any, world: World, image_dirs):
+    from controlplane.core.drivers import spec_for
+    from controlplane.db import db
+    from controlplane.models import VM
+
+    image(world, image_dirs)
+    pool(world, "copies", is_default=True, full_copy=True)
+    reach(world, "hv1", ["copies"])
+    overlay = pool(world, "overlays")
+    reach(world, "hv2", ["overlays"])
+    r1 = world.admin_a.post("/v1/vms", json={"name": "a", "flavor": "small", "image": "base"})
+    r2 = world.admin_a.post("/v1/vms", json={"name": "b", "flavor": "small", "image": "base", "pool": "overlays"})
+    assert overlay["full_copy"] is False
+    with app.app_context():
+        full = spec_for(db.session.get(VM, r1.get_json()["vm"]["id"])).disks[0]
+        cow = spec_for(db.session.get(VM, r2.get_json()["vm"]["id"])).disks[0]
+        db.session.rollback()
+    assert (full.pool, full.full_copy, full.size_gib) == ("copies", True, 10)
+    assert (cow.pool, cow.full_copy) == ("overlays", False)
+    for r in (r1, r2):
+        world.admin_a.wait_op(r.get_json()["operation_id"])

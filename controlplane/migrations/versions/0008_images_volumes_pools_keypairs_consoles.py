@@ -26,6 +26,7 @@ def upgrade() -> None:
                     sa.Column('kind', sa.String(length=8), nullable=False),
                     sa.Column('capacity_gib', sa.Integer(), nullable=True),
                     sa.Column('is_default', sa.Boolean(), nullable=False),
+                    sa.Column('full_copy', sa.Boolean(), nullable=False),
                     sa.Column('description', sa.Text(), nullable=True),
                     sa.Column('version', sa.Integer(), nullable=False),
                     *stamps(),
