@@ -68,6 +68,42 @@ class NetConfig:
 
 
 @dataclass(frozen=True)
+class NicSpec:
+    """One guest NIC on a network segment. ``physnet`` names the physical network (a host's uplink or bridge
+    family) and ``segment`` the isolated segment on it (a VLAN id in production); each driver maps them to its
+    own realisation through its options (libvirt: a bridge named from a template, e.g. ``cfbr{segment}``;
+    Proxmox: a bridge and ``tag``). ``port_id`` is our id of the port; ``addresses`` its allocated addresses
+    (CIDR), which the firewall uses against spoofing."""
+
+    port_id: str
+    mac: str
+    physnet: str
+    segment: int
+    addresses: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FirewallRule:
+    """Allow inbound traffic to the VM: ``protocol`` ``tcp``, ``udp``, ``icmp`` or ``any``; a port range for
+    tcp/udp (None: every port); ``source`` a CIDR (``0.0.0.0/0``: anyone). Rules naming another security
+    group are resolved by the control plane into the CIDRs of that group's ports."""
+
+    protocol: str
+    port_min: int | None = None
+    port_max: int | None = None
+    source: str = "0.0.0.0/0"
+
+
+@dataclass(frozen=True)
+class FirewallSpec:
+    """A VM's firewall: inbound denied but for ``rules`` (and replies to its own connections); outbound
+    allowed; traffic claiming another address than the NIC's own is dropped."""
+
+    rules: tuple[FirewallRule, ...] = ()
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
 class CloudInit:
     """A NoCloud seed: the guest's hostname, the SSH keys of its default user, optional user data (a
     ``#cloud-config`` document or a ``#!`` script, already validated) and its network configuration."""
@@ -97,6 +133,8 @@ class VMSpec:
     metadata: dict[str, str] = field(default_factory=dict)
     disks: tuple[DiskSpec, ...] = ()
     cloud_init: CloudInit | None = None
+    nics: tuple[NicSpec, ...] = ()  # empty: the driver's default (no NIC, or a user-mode one on a lab)
+    firewall: FirewallSpec | None = None  # None: no filtering (VMs without networks)
 
 
 @dataclass(frozen=True)
@@ -245,6 +283,18 @@ class HypervisorDriver(Protocol):
 
     def console(self, vm_id: str) -> ConsoleEndpoint:
         """Where the running guest's VNC console answers. Not running: ``InvalidState``."""
+        ...
+
+    # -- networks --------------------------------------------------------------------------------------
+
+    def set_firewall(self, vm_id: str, nics: tuple[NicSpec, ...], firewall: FirewallSpec) -> None:
+        """Apply ``firewall`` to the VM's NICs on this host, replacing what was there (live, no restart).
+        Called before a migration for the target too, so the guest is never unprotected; the same rules
+        already in place: success. The domain need not exist yet."""
+        ...
+
+    def clear_firewall(self, vm_id: str) -> None:
+        """Remove the VM's firewall from this host (after it left or was deleted). Nothing there: success."""
         ...
 
     def close(self) -> None: ...

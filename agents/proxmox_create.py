@@ -4,7 +4,9 @@ parameters, then waiting for the task (or for the config lock of a create alread
 A spec with disks is created from parameters: the root disk ``scsi0`` imported from the image the node
 downloaded (``<storage>:0,import-from=<volid>``, see :mod:`agents.proxmox_storage`) or empty, then grown to
 its size (``PUT .../resize``); a spec with a cloud-init seed gets PVE's cloud-init drive and options
-(:mod:`agents.proxmox_cloudinit`), also after a clone. Data volumes are attached by the driver afterwards."""
+(:mod:`agents.proxmox_cloudinit`), also after a clone. NICs on segments (:mod:`agents.proxmox_network`) are
+``netN`` options of the create, or set on the clone after its task. Data volumes and the firewall are the
+driver's part afterwards."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agents import proxmox_cloudinit as cloudinit
+from agents import proxmox_network as network
 from agents.base import VMSpec
 from agents.errors import DriverError, NotFound, OperationTimeout
 from agents.proxmox_meta import GIB, TAG, describe, pve_name, size_bytes
@@ -50,9 +53,11 @@ class Creator:
     # ---- allocation and launch -------------------------------------------------------------------------
     def launch(self, spec: VMSpec, key: str) -> int:
         """Allocate a VMID and start the create/clone task; the UPID goes to the journal. Returns the VMID."""
+        nets = network.check_spec(spec, self.opts, self.node.uri)
+        network.require_bridges(self.client, self.node.name, nets, self.node.uri)
         template = None if spec.disks else self.template(spec)
         if template is None:
-            extra = self._disk_params(spec)  # the image is on the node before a VMID is taken
+            extra = {**self._disk_params(spec), **nets}  # the image is on the node before a VMID is taken
             return self._allocate(spec, key, lambda vmid: self._create_params(spec, vmid, extra))
         # Clones of one template are serialised in this process; other processes meet "can't lock file"
         # and retry with backoff. The lock is held until the clone task is over.
@@ -73,7 +78,7 @@ class Creator:
         if spec.cloud_init is not None:
             out.update(cloudinit.params(spec.cloud_init, spec.vm_id, storage, self.opts, self.node.uri))
             nets = spec.cloud_init.networks
-            if nets and nets[0].mac:
+            if nets and nets[0].mac and not spec.nics:
                 out["net0"] = f"virtio={nets[0].mac},bridge={self.opts.bridge}"
         if root is None:
             return out
@@ -169,8 +174,8 @@ class Creator:
             pause = min(pause * 2, self.opts.poll_interval_s)
 
     def finish(self, spec: VMSpec, vmid: int, key: str) -> None:
-        """Wait for the task, then give a clone the requested CPUs, RAM, tag and cloud-init options, and grow the
-        root disk to its size (idempotent)."""
+        """Wait for the task, then give a clone the requested CPUs, RAM, tag, NICs and cloud-init options, and grow
+        the root disk to its size (idempotent)."""
         self.wait(spec, vmid, key)
         cfg = self.node.config(vmid)
         cores, sockets = int(cfg.get("cores", 1)), int(cfg.get("sockets", 1))
@@ -182,6 +187,8 @@ class Creator:
             wanted["memory"] = str(spec.ram_mib)
         if TAG not in str(cfg.get("tags", "")).split(";"):
             wanted["tags"] = ";".join(t for t in (str(cfg.get("tags", "")), TAG) if t)
+        if spec.nics:  # a clone has its template's NICs; a redelivered create may find a VM half made
+            wanted.update(network.nic_changes(cfg, network.nic_params(spec.nics, self.opts, self.node.uri)))
         if wanted:
             path = self.node.qemu(vmid, "/config")
             self.client.retry_locked(lambda: self.client.call("PUT", path, **wanted), f"configure VMID {vmid}")

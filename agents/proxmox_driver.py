@@ -4,8 +4,8 @@ URI ``pve://HOST[:PORT]/NODE``; options (strings): ``token_id`` (``user@realm!na
 ``verify_ssl``, ``ca_bundle``, ``template``, ``storage``, ``bridge``, ``connect_timeout``, ``http_timeout``,
 ``task_timeout``, ``start_timeout``, ``lock_timeout``, ``poll_interval``, ``vmid_min``, ``vmid_retries``,
 ``local_disk_migration``, ``breaker_cool_down``, ``pools``, ``image_storage``, ``console_host``,
-``snippets_storage``, ``snippets_dir``; defaults in :class:`agents.proxmox_uri.ProxmoxOptions` and the README's
-"Proxmox VE hosts" table.
+``snippets_storage``, ``snippets_dir``, ``networks``; defaults in :class:`agents.proxmox_uri.ProxmoxOptions` and
+the README's "Proxmox VE hosts" table.
 
 Deadlines of every HTTP request (:mod:`agents.proxmox_client`): ``connect_timeout`` (default 10 s: TCP connect
 and TLS handshake) and ``http_timeout`` (default 30 s: each wait for reply bytes), both ending in
@@ -23,7 +23,8 @@ What the driver, :mod:`agents.proxmox_create` and :mod:`agents.proxmox_migrate` 
 journal, locks, task running, look-ups of our VMs) is one :class:`agents.proxmox_node.ProxmoxNode`, the
 driver's ``pve`` attribute. Pools and images: :mod:`agents.proxmox_storage`; cloud-init:
 :mod:`agents.proxmox_cloudinit`; data volumes: :mod:`agents.proxmox_disks` (detached ones are kept by holder
-VMs, :mod:`agents.proxmox_volumes`); the console: :mod:`agents.proxmox_console`.
+VMs, :mod:`agents.proxmox_volumes`); the console: :mod:`agents.proxmox_console`; NICs on segments:
+:mod:`agents.proxmox_network`; the firewall: :mod:`agents.proxmox_firewall`.
 """
 
 from __future__ import annotations
@@ -35,16 +36,18 @@ import uuid
 
 import proxmoxer
 
-from agents import proxmox_cloudinit
+from agents import proxmox_cloudinit, proxmox_network
 from agents.base import (
     ConsoleEndpoint,
     DiskInfo,
     DiskSpec,
     DomainInfo,
+    FirewallSpec,
     HostFacts,
     HostUsage,
     HypervisorDriver,
     MigrationResult,
+    NicSpec,
     ProgressCallback,
     VMSpec,
 )
@@ -53,6 +56,7 @@ from agents.proxmox_client import Client, OperationJournal
 from agents.proxmox_console import console
 from agents.proxmox_create import Creator
 from agents.proxmox_disks import Disks
+from agents.proxmox_firewall import Firewalls
 from agents.proxmox_meta import (
     GIB,
     HOLDER_NAME,
@@ -78,6 +82,7 @@ class ProxmoxDriver:
         self.uri = self.pve.uri  # a plain attribute, as HypervisorDriver declares it
         self.storages = Storages(self.pve)
         self.disks = Disks(self.pve, self.storages)
+        self.firewalls = Firewalls(self.pve)
 
     def __repr__(self) -> str:
         return f"ProxmoxDriver(uri={self.uri!r}, token_id={self.opts.token_id!r})"
@@ -173,6 +178,7 @@ class ProxmoxDriver:
 
     # ---- lifecycle -------------------------------------------------------------------------------------
     def create(self, spec: VMSpec) -> DomainInfo:
+        proxmox_network.check_spec(spec, self.opts, self.uri)  # physnets, MACs, segments: before anything
         with self.pve.lock("vm", spec.vm_id):
             key = self.pve.key(spec.vm_id, "create")
             found = self.pve.locate(spec.vm_id)
@@ -201,6 +207,7 @@ class ProxmoxDriver:
                     )
                 vmid = int(entry["vmid"])
             Creator(self.pve, self.storages).finish(spec, vmid, key)
+            self.firewalls.at_create(spec.vm_id, vmid, spec.nics, spec.firewall)
         for data in spec.disks[1:]:
             self.disks.attach(spec.vm_id, data)
         return self._info(spec.vm_id)
@@ -347,6 +354,13 @@ class ProxmoxDriver:
 
     def console(self, vm_id: str) -> ConsoleEndpoint:
         return console(self.pve, vm_id)
+
+    # ---- networks ----------------------------------------------------------------------------------------
+    def set_firewall(self, vm_id: str, nics: tuple[NicSpec, ...], firewall: FirewallSpec) -> None:
+        self.firewalls.set(vm_id, nics, firewall)
+
+    def clear_firewall(self, vm_id: str) -> None:
+        self.firewalls.clear(vm_id)
 
     def pools(self) -> dict[str, bool]:
         """Our pools on this node and whether each is on shared storage (PVE's ``shared`` flag)."""

@@ -8,6 +8,10 @@ The ``confluencia:volumes=`` line maps our volume ids to where they are in that 
 to the node's holder VM, its PVE volid (``local-lvm:vm-101-disk-1``, then an ``unusedN`` of the config).
 Drive keys survive a migration (PVE may rename volids on the target); an entry whose key is not in the
 config is an intent written before a move and is ignored until the move happens.
+
+The ``confluencia:nics=`` line (``MAC@physnet@segment`` per NIC, in order) records the NICs the VM was made
+with, so that a create of the same id with other NICs is told apart (``AlreadyExists``), also during the
+moment a clone still has its template's NICs.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote
 
-from agents.base import DomainInfo, DomainState, VMSpec
+from agents.base import DomainInfo, DomainState, NicSpec, VMSpec
 
 NAME_PREFIX = "cf-"
 TAG = "confluencia"
@@ -46,6 +50,11 @@ class Meta:
     vcpus: int
     ram_mib: int
     disk_gib: int
+    nics: tuple[tuple[str, str, int], ...] = ()  # (MAC lower case, physnet, segment) per NIC
+
+
+def nic_identity(nics: tuple[NicSpec, ...]) -> tuple[tuple[str, str, int], ...]:
+    return tuple((n.mac.lower(), n.physnet, n.segment) for n in nics)
 
 
 def describe(spec: VMSpec) -> str:
@@ -56,6 +65,9 @@ def describe(spec: VMSpec) -> str:
         f"confluencia:name={quote(spec.name, safe='')}",
         _spec_line(spec.vcpus, spec.ram_mib, spec.disk_gib),
     ]
+    if spec.nics:
+        nics = ",".join("@".join(quote(str(v), safe="") for v in nic) for nic in nic_identity(spec.nics))
+        lines.append(f"confluencia:nics={nics}")
     text = "\n".join(lines)
     return with_volumes(text, {spec.disks[0].volume_id: "scsi0"}) if spec.disks else text
 
@@ -126,16 +138,27 @@ def parse_description(text: str | None) -> Meta | None:
     except ValueError:
         vcpus = ram = disk = 0
     return Meta(
-        unquote(values["vm_id"]), unquote(values["tenant_id"]), unquote(values.get("name", "")), vcpus, ram, disk
+        unquote(values["vm_id"]), unquote(values["tenant_id"]), unquote(values.get("name", "")), vcpus, ram, disk,
+        _nics(values.get("nics", "")),
     )
 
 
+def _nics(text: str) -> tuple[tuple[str, str, int], ...]:
+    out = []
+    for item in filter(None, text.split(",")):
+        parts = [unquote(p) for p in item.split("@")]
+        if len(parts) == 3 and parts[2].isdigit():
+            out.append((parts[0].lower(), parts[1], int(parts[2])))
+    return tuple(out)
+
+
 def same_spec(meta: Meta, spec: VMSpec) -> bool:
-    return (meta.tenant_id, meta.vcpus, meta.ram_mib, meta.disk_gib) == (
+    return (meta.tenant_id, meta.vcpus, meta.ram_mib, meta.disk_gib, meta.nics) == (
         spec.tenant_id,
         spec.vcpus,
         spec.ram_mib,
         spec.disk_gib,
+        nic_identity(spec.nics),
     )
 
 

@@ -1,4 +1,7 @@
-"""Live migration between two nodes of one Proxmox VE cluster: precheck, ``online``, ``with-local-disks``."""
+"""Live migration between two nodes of one Proxmox VE cluster: precheck, ``online``, ``with-local-disks``.
+
+The VM's config (its NICs with their bridges and tags) and its firewall (kept by PVE under the VMID in the
+cluster file system) go with it; the target must have the bridges of its NICs, which is checked first."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from typing import Any
 
 from agents.base import MigrationResult, ProgressCallback
 from agents.errors import ConnectionFailed, DriverError, InvalidState, NotFound
+from agents.proxmox_network import bridges_in, node_bridges
 from agents.proxmox_node import ProxmoxNode
 
 
@@ -48,9 +52,16 @@ def migrate(
             if target.lookup(vm_id) is not None:
                 return result(True)
             raise NotFound(f"VM {vm_id!r} is on neither {src.name} nor {target.name}", host=src.uri, code="NO_DOMAIN")
-        vmid = int(found[0]["vmid"])
+        vmid, config = int(found[0]["vmid"]), found[1]
 
         def launch() -> str:
+            missing = sorted(bridges_in(config) - node_bridges(src.client, target.name))
+            if missing:
+                raise InvalidState(
+                    f"{vm_id!r} has NICs on bridge {', '.join(missing)}, which node {target.name} does not have",
+                    host=src.uri,
+                    code="MIGRATE_UNSAFE",
+                )
             pre = src.client.call("GET", src.qemu(vmid, "/migrate"), target=target.name)
             if target.name not in (pre.get("allowed_nodes") or []):
                 why = (pre.get("not_allowed_nodes") or {}).get(target.name)

@@ -146,6 +146,11 @@ class ProxmoxNode:
 
     def locate_elsewhere(self, vm_id: str) -> str | None:
         """The other (online) node of the cluster holding our VM, if any."""
+        found = self.whereabouts(vm_id)
+        return found[0] if found else None
+
+    def whereabouts(self, vm_id: str) -> tuple[str, int] | None:
+        """``(node, vmid)`` of our VM on another (online) node of the cluster, if any."""
         name = pve_name(vm_id)
         for res in self.client.call("GET", "cluster/resources", type="vm") or []:
             if res.get("name") != name or res.get("node") == self.name or res.get("status") == "unknown":
@@ -155,7 +160,7 @@ class ProxmoxNode:
             except (NotFound, DriverError):
                 continue
             if meta is not None and meta.vm_id == vm_id:
-                return str(res["node"])
+                return str(res["node"]), int(res["vmid"])
         return None
 
     def require(self, vm_id: str) -> tuple[Entry, Entry]:

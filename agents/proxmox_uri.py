@@ -15,6 +15,7 @@ _NODE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 _TOKEN_ID = re.compile(r"^(?P<user>[^@!\s]+@[^@!\s]+)!(?P<name>[A-Za-z][A-Za-z0-9._-]*)$")
 _STORAGE_ID = re.compile(r"^[a-z][a-z0-9_.-]*[a-z0-9]$", re.IGNORECASE)  # PVE's pve-storage-id format
 _POOL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_BRIDGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")  # a pve-bridge-id that is a Linux interface name
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 
@@ -100,6 +101,7 @@ class ProxmoxOptions:
     console_host: str | None = None  # the node address a console proxy reaches vncproxy ports on (API host)
     snippets_storage: str | None = None  # a shared storage with content "snippets" for cloud-init user data
     snippets_dir: str | None = None  # that storage's directory as mounted on the control plane
+    networks: tuple[tuple[str, str], ...] = ()  # physnet -> bridge of guest NICs (the segment is the VLAN tag)
 
     @classmethod
     def from_strings(cls, options: dict[str, str]) -> ProxmoxOptions:
@@ -124,6 +126,8 @@ class ProxmoxOptions:
                 kw[key] = _storage_id(key, opts.pop(key))
         if "pools" in opts:
             kw["pools"] = _pools(opts.pop("pools"))
+        if "networks" in opts:
+            kw["networks"] = _networks(opts.pop("networks"))
         if ("snippets_storage" in kw) != ("snippets_dir" in kw):
             raise InvalidURI("options snippets_storage and snippets_dir go together (the storage and its directory)")
         timeouts = ("connect_timeout", "http_timeout", "task_timeout", "start_timeout", "lock_timeout")
@@ -145,6 +149,10 @@ class ProxmoxOptions:
     def token_id(self) -> str:
         return f"{self.token_user}!{self.token_name}"
 
+    def bridges(self) -> dict[str, str]:
+        """Physnet -> the node's bridge its segments are VLANs of (option ``networks``)."""
+        return dict(self.networks)
+
     def pool_storages(self) -> dict[str, str]:
         """Every pool this node offers and its PVE storage (``default`` is the ``storage`` option)."""
         return {"default": self.storage, **dict(self.pools)}
@@ -164,4 +172,15 @@ def _pools(value: str) -> tuple[tuple[str, str], ...]:
         if not eq or not _POOL.match(pool) or pool in out:
             raise InvalidURI(f"option pools: {item!r} is not NAME=STORAGE (each name once)")
         out[pool] = _storage_id(f"pools ({pool})", storage)
+    return tuple(out.items())
+
+
+def _networks(value: str) -> tuple[tuple[str, str], ...]:
+    """``networks=tenants=vmbr1,servicios=vmbr2``: each physical network and its bridge."""
+    out: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        physnet, eq, bridge = item.partition("=")
+        if not eq or not _POOL.match(physnet) or physnet in out or not _BRIDGE.match(bridge):
+            raise InvalidURI(f"option networks: {item!r} is not PHYSNET=BRIDGE (each physnet once, a bridge name)")
+        out[physnet] = bridge
     return tuple(out.items())

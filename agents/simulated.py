@@ -19,16 +19,19 @@ import time
 from urllib.parse import parse_qsl, urlsplit
 
 from agents import simulated_disks as disks
+from agents import simulated_networks as networks
 from agents.base import (
     ConsoleEndpoint,
     DiskInfo,
     DiskSpec,
     DomainInfo,
     DomainState,
+    FirewallSpec,
     HostFacts,
     HostUsage,
     HypervisorDriver,
     MigrationResult,
+    NicSpec,
     ProgressCallback,
     VMSpec,
 )
@@ -51,7 +54,7 @@ from agents.simulated_datacenter import (
 )
 from agents.simulated_store import SimDomain, SimHost, Tx
 
-OPTIONS = frozenset({"state"})
+OPTIONS = frozenset({"state", "physnets"})
 
 __all__ = ["SimulatedDataCenter", "SimulatedDriver", "open_datacenter"]
 
@@ -100,7 +103,8 @@ class SimulatedDriver:
         self.uri = uri
         self.options = options
         self.hostname, caps = _parse_uri(uri)
-        self.datacenter = _datacenter(datacenter, options)
+        self.physnets = networks.physnets(options.get("physnets"))
+        self.datacenter = _datacenter(datacenter, {k: v for k, v in options.items() if k != "physnets"})
         self.datacenter.add_host(self.hostname, **caps)
 
     @classmethod
@@ -159,6 +163,7 @@ class SimulatedDriver:
 
     def create(self, spec: VMSpec) -> DomainInfo:
         self._host("create")
+        networks.check_nics(spec.nics, self.physnets, self.hostname, self.uri)
         with self.datacenter.read() as tx:
             existing = tx.domain(self.hostname, spec.vm_id)
         if existing is not None:
@@ -171,7 +176,7 @@ class SimulatedDriver:
             tx.ensure_host(self.hostname)  # the data center may have been reset meanwhile
             dom = SimDomain(host=self.hostname, vm_id=spec.vm_id, vcpus=spec.vcpus, ram_mib=spec.ram_mib,
                             disk_gib=spec.disk_gib, tenant_id=spec.tenant_id, metadata=dict(spec.metadata))
-            dom = disks.add_root_disks(tx, spec, dom)
+            dom = networks.with_nics(disks.add_root_disks(tx, spec, dom), spec)
             tx.insert_domain(dom)
             return disks.with_volumes(tx, [dom.info()])[0]
 
@@ -181,7 +186,7 @@ class SimulatedDriver:
             spec.vcpus,
             spec.ram_mib,
             spec.disk_gib,
-        ):
+        ) or not networks.same_nics(dom, spec):
             owner = "not ours" if dom.tenant_id is None else "with a different spec"
             raise AlreadyExists(
                 f"domain {spec.vm_id!r} already exists on {self.hostname} ({owner})",
@@ -352,6 +357,17 @@ class SimulatedDriver:
         disks.require_running(dom)
         screen = screen_for(vm_id, dom.metadata.get("name", vm_id))
         return ConsoleEndpoint(host="127.0.0.1", port=screen.port)
+
+    def set_firewall(self, vm_id: str, nics: tuple[NicSpec, ...], firewall: FirewallSpec) -> None:
+        self._host("get")
+        networks.check_nics(nics, self.physnets, self.hostname, self.uri)
+        with self.datacenter.write() as tx:
+            networks.set_firewall(tx, self.hostname, vm_id, nics, firewall)
+
+    def clear_firewall(self, vm_id: str) -> None:
+        self._host("get")
+        with self.datacenter.write() as tx:
+            networks.clear_firewall(tx, self.hostname, vm_id)
 
     def close(self) -> None:
         """Nothing to release: the data center lives on in its store."""

@@ -19,6 +19,7 @@ Schema (``PRAGMA user_version`` = :data:`SCHEMA_VERSION`)::
     settings  key PK, value            e.g. delay_scale
     volumes   volume_id PK, pool, size_gib, vm_id (attached to; NULL: detached), device, root (0/1), image_id
               (version 2; :mod:`agents.simulated_disks`)
+    firewalls (host, vm_id) PK, spec (JSON: the NICs and the FirewallSpec set on that host; version 3)
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from agents.base import DomainInfo, DomainState
 from agents.errors import ConnectionFailed, DriverError
 
 MEMORY = ":memory:"
-SCHEMA_VERSION = 2  # 1 -> 2 only adds the volumes table
+SCHEMA_VERSION = 3  # 1 -> 2 adds the volumes table, 2 -> 3 the firewalls table
 BUSY_TIMEOUT_S = 15.0
 DEFAULT_VCPUS = 32
 DEFAULT_RAM_MIB = 131072
@@ -64,6 +65,8 @@ SCHEMA = (
         volume_id TEXT PRIMARY KEY, pool TEXT NOT NULL, size_gib INTEGER NOT NULL, vm_id TEXT, device TEXT,
         root INTEGER NOT NULL DEFAULT 0, image_id TEXT) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS volumes_by_vm ON volumes (vm_id)",
+    """CREATE TABLE IF NOT EXISTS firewalls (
+        host TEXT NOT NULL, vm_id TEXT NOT NULL, spec TEXT NOT NULL, PRIMARY KEY (host, vm_id)) WITHOUT ROWID""",
 )
 HOST_COLUMNS = "name, vcpus, ram_mib, disk_gib, up, host_uuid"
 DOMAIN_COLUMNS = ("host, vm_id, vcpus, ram_mib, disk_gib, tenant_id, native_id, state, metadata, ignores_shutdown, "
@@ -194,7 +197,7 @@ class Tx:
         return [r["name"] for r in self._c.execute("SELECT name FROM hosts ORDER BY name")]
 
     def remove_host(self, name: str) -> None:
-        for table, column in (("domains", "host"), ("failures", "host"), ("hosts", "name")):
+        for table, column in (("domains", "host"), ("failures", "host"), ("firewalls", "host"), ("hosts", "name")):
             self._c.execute(f"DELETE FROM {table} WHERE {column} = ?", (name,))
 
     def add_failure(self, host: str, operation: str, kind: str, times: int) -> None:
@@ -275,7 +278,7 @@ class Tx:
 
     def clear(self) -> None:
         """Forget every host, domain and injected failure (settings stay)."""
-        for table in ("domains", "failures", "hosts", "volumes"):
+        for table in ("domains", "failures", "hosts", "volumes", "firewalls"):
             self._c.execute(f"DELETE FROM {table}")
 
 
@@ -322,7 +325,7 @@ class SimStore:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 version = conn.execute("PRAGMA user_version").fetchone()[0]
-                if version not in (0, 1, SCHEMA_VERSION):  # older versions only lack tables
+                if version not in (0, 1, 2, SCHEMA_VERSION):  # older versions only lack tables
                     raise DriverError(f"simulated data center {self.path} has schema version {version}, this "
                                       f"version reads {SCHEMA_VERSION}: remove the file", code="SIM_STORE")
                 for statement in SCHEMA:

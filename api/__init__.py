@@ -14,10 +14,13 @@ from api.routes import (
     image_files,
     images,
     keypairs,
+    networks,
     operations,
     plans,
     pools,
+    ports,
     reconcile,
+    security_groups,
     tenants,
     tokens,
     users,
@@ -55,7 +58,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     api = ConfluenciaApi(app)
     for bp in (vms.bp, flavors.bp, tenants.quota_bp, operations.bp, audit.bp, hosts.bp, tenants.bp, users.bp,
                tokens.bp, reconcile.bp, plans.bp, pools.bp, images.bp,
-               keypairs.bp, volumes.bp):
+               keypairs.bp, volumes.bp, networks.bp, ports.bp, security_groups.bp):
         api.register_blueprint(bp)
     app.register_blueprint(health.bp)  # /livez, /readyz: not part of the /v1 API document
     app.register_blueprint(image_files.bp)  # signed links for hypervisors: not part of it either

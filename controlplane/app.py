@@ -11,6 +11,7 @@ from flask import Flask
 import controlplane.tasks.audit
 import controlplane.tasks.hosts
 import controlplane.tasks.images
+import controlplane.tasks.networks
 import controlplane.tasks.operations
 import controlplane.tasks.plans
 import controlplane.tasks.vms

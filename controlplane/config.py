@@ -60,8 +60,14 @@ class Settings:
     public_url: str = ""  # empty: http://<bind>
     console_url: str = "http://127.0.0.1:6080"  # the console proxy (confluencia console-proxy)
     console_token_s: float = 30.0  # a console token is good for one connection within this many seconds
+    # networks (issue 14): where municipalities' private networks are realised, and which segments they take
+    tenant_physnet: str = "tenants"
+    segment_range: str = "100-3999"  # VLAN ids handed to private networks, "FIRST-LAST"
 
     def __post_init__(self) -> None:
+        first, _, last = self.segment_range.partition("-")
+        if not (first.isdigit() and (last or first).isdigit() and 1 <= int(first) <= int(last or first) <= 4094):
+            raise ValueError(f"CONFLUENCIA_SEGMENT_RANGE must be FIRST-LAST within 1-4094, got {self.segment_range!r}")
         if not 0 < self.lease_s < self.broker_visibility_s:
             raise ValueError(f"CONFLUENCIA_LEASE_S ({self.lease_s}) must be positive and shorter than "
                              f"CONFLUENCIA_BROKER_VISIBILITY_S ({self.broker_visibility_s})")
@@ -90,6 +96,11 @@ class Settings:
             return tuple(Path(d) for d in self.image_import_dirs if d)
         state = self.state_dir
         return (state / "image-imports",) if state is not None else ()
+
+    @property
+    def segments(self) -> tuple[int, int]:
+        first, _, last = self.segment_range.partition("-")
+        return int(first), int(last or first)
 
     @property
     def base_url(self) -> str:
@@ -134,6 +145,8 @@ class Settings:
             "public_url": e.get("CONFLUENCIA_PUBLIC_URL") or "",
             "console_url": e.get("CONFLUENCIA_CONSOLE_URL") or cls.console_url,
             "console_token_s": float(e.get("CONFLUENCIA_CONSOLE_TOKEN_S") or cls.console_token_s),
+            "tenant_physnet": e.get("CONFLUENCIA_TENANT_PHYSNET") or cls.tenant_physnet,
+            "segment_range": e.get("CONFLUENCIA_SEGMENT_RANGE") or cls.segment_range,
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

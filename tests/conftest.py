@@ -26,7 +26,8 @@ atexit.register(shutil.rmtree, SIM_STATE_DIR, True)
 os.environ["CONFLUENCIA_SIM_STATE"] = os.path.join(SIM_STATE_DIR, "simulated-datacenter.sqlite3")
 
 TABLES = ["audit_entries", "idempotency_records", "operations", "plan_moves", "plans", "console_tokens", "volumes",
-          "vms", "keypairs", "images", "api_tokens", "users", "flavors", "host_allocations", "tenant_usage",
+          "port_security_groups", "ports", "vms", "security_rules", "security_groups", "network_grants", "networks",
+          "keypairs", "images", "api_tokens", "users", "flavors", "host_allocations", "tenant_usage",
           "pool_allocations", "hosts", "storage_pools", "tenants"]
 
 

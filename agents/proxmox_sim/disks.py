@@ -23,6 +23,7 @@ from agents.proxmox_sim.model import (
     parse_size,
     print_drive,
 )
+from agents.proxmox_sim.network import NET_KEY, normalize_net, require_bridges
 from agents.proxmox_sim.storage import StorageCluster
 
 Effect = Callable[[], None]
@@ -135,6 +136,8 @@ class DiskCluster(StorageCluster):
         running = vm.status == "running"
         if "digest" in p and p["digest"] != vm.config()["digest"]:
             raise TaskFailed("detected modified configuration - file changed by other user? Try again.")
+        if running:  # NICs are hot-plugged: their bridges must be there
+            require_bridges({k: v for k, v in p.items() if NET_KEY.match(k)}, self.nodes[vm.node].bridges)
         for opt in split_list(str(p.get("delete", ""))):
             if DISK_KEY.match(opt) and opt in vm.drives:
                 volid = parse_drive(vm.drives.pop(opt))[0]
@@ -184,8 +187,8 @@ class DiskCluster(StorageCluster):
             text = str(value)
             vm.memory_mib = int(dict(x.split("=", 1) for x in text.split(",")).get("current", 0) if "=" in text
                                 else text)
-        elif opt.startswith("net"):
-            vm.options[opt] = vm.with_mac(str(value))
+        elif NET_KEY.match(opt):
+            vm.options[opt] = normalize_net(vm, opt, str(value))
         else:
             vm.options[opt] = value
 

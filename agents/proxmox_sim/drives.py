@@ -1,4 +1,5 @@
-"""PVE's property strings the simulator checks: drives (``scsi0=local-lvm:4,iothread=1``), ``ipconfigN``,
+"""PVE's property strings the simulator checks: drives (``scsi0=local-lvm:4,iothread=1``), ``netN`` (in
+:mod:`agents.proxmox_sim.network`), ``ipconfigN``,
 ``cicustom``, ``sshkeys`` (URL-encoded) and ``nameserver``. Sub-keys, enums and types follow the official
 schema's ``format`` objects (``tests/integration/proxmox/test_schema.py`` compares them)."""
 
@@ -10,6 +11,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from agents.proxmox_sim.model import ApiError, parse_drive
+from agents.proxmox_sim.network import check_nets
 from agents.proxmox_sim.params import Spec, check
 
 DRIVE_FORMAT: Spec = {
@@ -140,7 +142,8 @@ def check_cicustom(value: str) -> dict[str, str]:
 
 
 def check_options(p: dict[str, Any]) -> None:
-    """Every drive and cloud-init option of a create or config request (before anything changes)."""
+    """Every drive, NIC and cloud-init option of a create or config request (before anything changes)."""
+    check_nets(p)
     for key, value in p.items():
         if DRIVE_KEY.match(key):
             check_drive(key, str(value))

@@ -13,6 +13,7 @@ GIB = 1024 * MIB
 _UNITS = {"": 1, "K": 1024, "M": MIB, "G": GIB, "T": 1024 * GIB}
 DISK_KEY = re.compile(r"^(scsi|virtio|sata|ide)\d+$")
 UNUSED_KEY = re.compile(r"^unused\d+$")
+DEFAULT_BRIDGES = frozenset({"vmbr0", "vmbr1"})  # the Linux bridges every simulated node has
 
 
 class ApiError(Exception):
@@ -73,6 +74,7 @@ class SimNode:
     rootfs_gib: int = 100
     online: bool = True
     started_at: float = field(default_factory=time.time)
+    bridges: set[str] = field(default_factory=lambda: set(DEFAULT_BRIDGES))  # /etc/network/interfaces
 
 
 @dataclass
@@ -171,13 +173,6 @@ class SimVM:
                 size = parse_drive(self.drives[key])[1].get("size")
                 return parse_size(size) // GIB if size else 0
         return 0
-
-    def with_mac(self, net: str) -> str:
-        """``virtio,bridge=vmbr0`` -> ``virtio=BC:24:11:..,bridge=vmbr0``: PVE adds a MAC address when none is given."""
-        model, _, rest = net.partition(",")
-        if "=" in model:
-            return net
-        return f"{model}={self.mac()}" + (f",{rest}" if rest else "")
 
     def mac(self) -> str:
         h = hashlib.md5(str(self.vmid).encode()).hexdigest()

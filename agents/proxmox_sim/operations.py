@@ -7,9 +7,11 @@ import time
 from typing import Any
 
 from agents.proxmox_sim.console import VncProxies
-from agents.proxmox_sim.disks import DISK_KEY, DiskCluster
+from agents.proxmox_sim.disks import DISK_KEY
 from agents.proxmox_sim.drives import check_cicustom, check_options
+from agents.proxmox_sim.firewall import FirewallCluster
 from agents.proxmox_sim.model import ApiError, SimTask, SimVM, TaskFailed
+from agents.proxmox_sim.network import NET_KEY, normalize_net, require_bridges
 
 
 def _memory(value: Any, default: int) -> int:
@@ -25,7 +27,7 @@ _CREATE_ATTRS = {"vmid", "name", "cores", "sockets", "memory", "description", "t
                  "storage"}
 
 
-class SimCluster(DiskCluster):
+class SimCluster(FirewallCluster):
     """A whole simulated Proxmox VE cluster; ``server.py`` maps HTTP requests onto these methods."""
 
     def __init__(self, nodes: list[str] | tuple[str, ...] = ("pve1", "pve2", "pve3"), **node_kw: Any) -> None:
@@ -56,8 +58,8 @@ class SimCluster(DiskCluster):
                 lock="create",
                 options={k: v for k, v in p.items() if k not in _CREATE_ATTRS and not DISK_KEY.match(k)},
             )
-            if "net0" in vm.options:
-                vm.options["net0"] = vm.with_mac(str(vm.options["net0"]))
+            for key in [k for k in vm.options if NET_KEY.match(k)]:
+                vm.options[key] = normalize_net(vm, key, str(vm.options[key]))
             self.vms[vmid] = vm
             start = bool(p.get("start", False))
             drives = {k: str(v) for k, v in p.items() if DISK_KEY.match(k)}
@@ -122,6 +124,7 @@ class SimCluster(DiskCluster):
                 options=dict(src.options),
             )
             self.vms[newid] = new
+            self.clone_vmfw(vmid, newid)
 
             def release() -> None:
                 if not src.template and src.lock == "clone":
@@ -137,6 +140,7 @@ class SimCluster(DiskCluster):
             def failed() -> None:
                 self.destroy_volumes(new, unreferenced=True)
                 self.vms.pop(newid, None)
+                self.remove_vmfw(newid)
                 release()
 
             log = [f"create full clone of drive {k} ({v})" for k, (v, _) in sorted(src.disks().items())]
@@ -156,6 +160,7 @@ class SimCluster(DiskCluster):
 
             def done() -> None:
                 if vm.status != "running":
+                    require_bridges(vm.config(), self.nodes[vm.node].bridges)
                     self.apply_pending(vm)
                     self._check_snippets(vm)
                     self._check_memory(vm, vm.node)
@@ -222,6 +227,7 @@ class SimCluster(DiskCluster):
                 if self.vms.get(vmid) is vm:
                     self.destroy_volumes(vm, unreferenced)
                     del self.vms[vmid]
+                    self.remove_vmfw(vmid)
 
             return self.engine.spawn(node, "qmdestroy", str(vmid), user, done)
 
@@ -271,6 +277,7 @@ class SimCluster(DiskCluster):
                     )
                 if running and vm.status == "running":
                     self._check_memory(vm, target)
+                    require_bridges(vm.config(current=True), self.nodes[target].bridges)
                 self.move_volumes(vm, target)
                 vm.node = target
 

@@ -42,7 +42,7 @@ _VM_CONFIG: Spec = {
     "sockets": "i",
     "ostype": OSTYPE,
     "scsihw": SCSIHW,
-    "net0": "s",
+    **{f"net{i}": "s" for i in range(32)},
     "boot": "s",
     "agent": "s",
     "onboot": "b",
@@ -145,6 +145,34 @@ TASKS: Spec = {
     "vmid": "v",
 }
 TASK_LOG: Spec = {"start": "i", "limit": "i", "download": "b"}
+NETWORK: Spec = {"type": "s:bridge|bond|eth|alias|vlan|fabric|OVSBridge|OVSBond|OVSPort|OVSIntPort|vnet|any_bridge|"
+                          "any_local_bridge|include_sdn"}
+LOG_LEVEL = "s:emerg|alert|crit|err|warning|notice|info|debug|nolog"
+POLICY = "s:ACCEPT|REJECT|DROP"
+FW_NAME = r"[A-Za-z][A-Za-z0-9\-\_]+"  # PVE::Firewall's security group and ipset name pattern
+FW_OPTIONS: Spec = {
+    "delete": "s",
+    "digest": "s",
+    **{k: "b" for k in ("enable", "dhcp", "ipfilter", "macfilter", "ndp", "radv")},
+    "log_level_in": LOG_LEVEL,
+    "log_level_out": LOG_LEVEL,
+    "policy_in": POLICY,
+    "policy_out": POLICY,
+}
+FW_RULE: Spec = {
+    "type": "s!:in|out|forward|group",
+    "action": f"s!~{FW_NAME}",
+    **{k: "s" for k in ("comment", "dest", "digest", "dport", "icmp-type", "iface", "macro", "proto", "source",
+                        "sport")},
+    "enable": "i",
+    "log": LOG_LEVEL,
+    "pos": "i",
+}
+IPSET_CREATE: Spec = {"name": f"s!~{FW_NAME}", "comment": "s", "digest": "s", "rename": f"s~{FW_NAME}"}
+# Real PVE (pve-firewall IPSet.pm, Rules.pm), not in the schema extract: test_schema.py lists them apart.
+IPSET_ADD: Spec = {"cidr": "s!", "comment": "s", "nomatch": "b"}
+IPSET_DELETE: Spec = {"force": "b"}
+DIGEST: Spec = {"digest": "s"}
 NONE: Spec = {}
 
 _TRUE = {"1", "true", "yes", "on"}

@@ -23,6 +23,15 @@ from agents.proxmox_sim.tls import make_self_signed
 Handler = Callable[[SimCluster, dict[str, str], dict[str, Any], str], Any]
 _N, _V, _U = r"(?P<node>[^/]+)", r"(?P<vmid>[^/]+)", r"(?P<upid>[^/]+)"
 _Q, _ST = f"/nodes/{_N}/qemu/{_V}", f"/nodes/{_N}/storage/(?P<storage>[^/]+)"
+_FW, _SET = f"/nodes/{_N}/qemu/{_V}/firewall", r"(?P<name>[^/]+)"
+
+
+def _fw(m: dict[str, str]) -> tuple[str, int]:
+    return m["node"], P.vmid(m["vmid"])
+
+
+def _pos(m: dict[str, str]) -> int:
+    return int(P.parse({"pos": "i"}, {"pos": m["pos"]})["pos"])
 
 ROUTES: list[tuple[str, str, P.Spec, Handler]] = [
     ("GET", "/version", P.NONE, lambda c, m, p, u: c.version()),
@@ -110,7 +119,38 @@ ROUTES: list[tuple[str, str, P.Spec, Handler]] = [
         lambda c, m, p, u: c.task_log(m["node"], m["upid"], p.get("start", 0), p.get("limit", 50)),
     ),
     ("DELETE", f"/nodes/{_N}/tasks/{_U}", P.NONE, lambda c, m, p, u: c.stop_task(m["node"], m["upid"])),
+    ("GET", f"/nodes/{_N}/network", P.NETWORK, lambda c, m, p, u: c.network_index(m["node"], p.get("type"))),
+    ("GET", f"{_FW}/options", P.NONE, lambda c, m, p, u: c.fw_options(*_fw(m))),
+    ("PUT", f"{_FW}/options", P.FW_OPTIONS, lambda c, m, p, u: c.set_fw_options(*_fw(m), p)),
+    ("GET", f"{_FW}/rules", P.NONE, lambda c, m, p, u: c.fw_rules(*_fw(m))),
+    ("POST", f"{_FW}/rules", P.FW_RULE, lambda c, m, p, u: c.add_fw_rule(*_fw(m), p)),
+    ("GET", f"{_FW}/ipset", P.NONE, lambda c, m, p, u: c.ipset_index(*_fw(m))),
+    ("POST", f"{_FW}/ipset", P.IPSET_CREATE, lambda c, m, p, u: c.create_ipset(*_fw(m), p)),
+    # Real PVE endpoints the schema extract does not list (pve-firewall's Rules.pm and IPSet.pm):
+    (
+        "DELETE",
+        f"{_FW}/rules/(?P<pos>[^/]+)",
+        P.DIGEST,
+        lambda c, m, p, u: c.delete_fw_rule(*_fw(m), _pos(m), p),
+    ),
+    ("GET", f"{_FW}/ipset/{_SET}", P.NONE, lambda c, m, p, u: c.ipset_entries(*_fw(m), m["name"])),
+    ("POST", f"{_FW}/ipset/{_SET}", P.IPSET_ADD, lambda c, m, p, u: c.add_ipset_entry(*_fw(m), m["name"], p)),
+    ("DELETE", f"{_FW}/ipset/{_SET}", P.IPSET_DELETE, lambda c, m, p, u: c.delete_ipset(*_fw(m), m["name"], p)),
+    (
+        "DELETE",
+        f"{_FW}/ipset/{_SET}/(?P<cidr>[^/]+)",
+        P.DIGEST,
+        lambda c, m, p, u: c.delete_ipset_entry(*_fw(m), m["name"], m["cidr"], p),
+    ),
 ]
+# Real PVE endpoints the simulator offers that ../shared/reference/pve-api-subset.json does not list.
+NOT_IN_EXTRACT = {
+    ("DELETE", "/nodes/{node}/qemu/{vmid}/firewall/rules/{pos}"),
+    ("GET", "/nodes/{node}/qemu/{vmid}/firewall/ipset/{name}"),
+    ("POST", "/nodes/{node}/qemu/{vmid}/firewall/ipset/{name}"),
+    ("DELETE", "/nodes/{node}/qemu/{vmid}/firewall/ipset/{name}"),
+    ("DELETE", "/nodes/{node}/qemu/{vmid}/firewall/ipset/{name}/{cidr}"),
+}
 _COMPILED = [(meth, re.compile(f"^/api2/json{pat}/?$"), spec, fn) for meth, pat, spec, fn in ROUTES]
 _TOKEN = re.compile(r"^PVEAPIToken=(?P<id>[^!=\s]+@[^!=\s]+![^=\s]+)=(?P<secret>\S+)$")
 

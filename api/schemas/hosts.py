@@ -37,6 +37,9 @@ class HostCreate(StrictSchema):
     exclude_from_rebalance = Bool(metadata={"description": "Never a source or target of rebalancing"})
     storage_pools = fields.List(Name(), validate=validate.Length(max=32), metadata={
         "description": "Names of the shared storage pools this host reaches (see /v1/storage-pools)"})
+    physnets = fields.List(Name(), validate=validate.Length(max=32), metadata={
+        "description": "Physical networks this host is attached to (e.g. tenants, servicios): VMs on networks "
+                       "of a physnet only land on hosts that list it"})
     options = fields.Dict(keys=fields.String(validate=validate.Length(min=1, max=64)),
                           values=fields.String(validate=validate.Length(max=2000)), load_only=True,
                           metadata={"description": "Driver options, e.g. Proxmox token_id/token_secret. "
@@ -79,6 +82,7 @@ class Host(Schema):
     state_reason = fields.String(allow_none=True)
     exclude_from_rebalance = fields.Boolean()
     storage_pools = fields.List(fields.String())
+    physnets = fields.List(fields.String())
     option_keys = fields.List(fields.String(), metadata={"description": "Names of the driver options set"})
     version = fields.Integer()
     usage = fields.Nested(HostUsage)

@@ -15,6 +15,8 @@ class TenantCreate(StrictSchema):
     quota_disk_gib = Count(0, 2**31 - 1, load_default=0)
     quota_vms = Count(0, 100_000, load_default=0)
     quota_images = Count(0, 10_000, load_default=5)
+    quota_networks = Count(0, 1000, load_default=5)
+    quota_addresses = Count(0, 1_000_000, load_default=200)
 
 
 class TenantUpdate(StrictSchema):
@@ -25,6 +27,8 @@ class TenantUpdate(StrictSchema):
     quota_disk_gib = Count(0, 2**31 - 1)
     quota_vms = Count(0, 100_000)
     quota_images = Count(0, 10_000)
+    quota_networks = Count(0, 1000)
+    quota_addresses = Count(0, 1_000_000)
 
 
 class Tenant(Schema):
@@ -36,6 +40,8 @@ class Tenant(Schema):
     quota_disk_gib = fields.Integer()
     quota_vms = fields.Integer()
     quota_images = fields.Integer()
+    quota_networks = fields.Integer()
+    quota_addresses = fields.Integer()
     exclude_from_rebalance = fields.Boolean()
     version = fields.Integer()
     created_at = fields.DateTime()
@@ -55,3 +61,5 @@ class Quota(Schema):
     disk_gib = fields.Nested(QuotaLine)
     vms = fields.Nested(QuotaLine)
     images = fields.Nested(QuotaLine, metadata={"description": "Private images kept"})
+    networks = fields.Nested(QuotaLine, metadata={"description": "Private networks"})
+    addresses = fields.Nested(QuotaLine, metadata={"description": "Ports (addresses) on any network"})

@@ -11,6 +11,12 @@ HOSTNAME = validate.Regexp(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$",
 USER_DATA_MAX = 16384
 
 
+class NicIn(StrictSchema):
+    network = fields.String(validate=validate.Length(min=1, max=63), metadata={"description": "Id or name"})
+    address = fields.String(validate=validate.Length(min=2, max=45), metadata={"description": "A fixed address"})
+    port = fields.String(validate=validate.Length(equal=36), metadata={"description": "A reserved port instead"})
+
+
 class NetworkIn(StrictSchema):
     """A static address for the VM's first NIC (DHCP when left out)."""
 
@@ -39,12 +45,24 @@ class VMCreate(StrictSchema):
     key_name = Name(metadata={"description": "A keypair of yours (GET /v1/keypairs), added to ssh_keys"})
     user_data = fields.String(validate=validate.Length(max=USER_DATA_MAX), metadata={
         "description": "cloud-init user data, at most 16 KiB: a `#cloud-config` YAML document or a `#!` script"})
-    network = fields.Nested(NetworkIn, allow_none=True)
+    network = fields.Nested(NetworkIn, allow_none=True, metadata={
+        "description": "A static address for the first NIC, without a network of ours (see networks instead)"})
+    networks = fields.List(fields.Nested(NicIn), validate=validate.Length(max=4), metadata={
+        "description": "NICs on your networks, in order: an address is allocated from each (or reserved ports)"})
+    security_groups = fields.List(Name(), validate=validate.Length(max=8), metadata={
+        "description": "Groups of the VM's ports (default: default)"})
     anti_affinity_group = Name(allow_none=True, metadata={
         "description": "VMs of your municipality with the same group never share a host"})
     tenant_id = fields.String(validate=validate.Length(equal=36), metadata={"description": "Operators only"})
     host = fields.String(validate=validate.Length(min=1, max=63),
                          metadata={"description": "Operators only: place on this host (override)"})
+
+
+class NicOut(Schema):
+    port_id = fields.String(attribute="id")
+    network_id = fields.String()
+    address = fields.String()
+    mac = fields.String()
 
 
 class VM(Schema):
@@ -66,6 +84,7 @@ class VM(Schema):
     hostname = fields.String(allow_none=True)
     key_name = fields.String(allow_none=True)
     network = fields.Dict(allow_none=True)
+    nics = fields.List(fields.Nested(NicOut), attribute="ports", metadata={"description": "Its NICs, in order"})
     anti_affinity_group = fields.String(allow_none=True)
     pinned = fields.Boolean()
     host_id = fields.String(allow_none=True)

@@ -17,8 +17,9 @@ from typing import Any
 
 from sqlalchemy import select
 
+from controlplane.core.firewall import physnets_by_vm
 from controlplane.core.lookups import anti_affinity_key
-from controlplane.core.scheduling import pool_labels
+from controlplane.core.scheduling import host_labels
 from controlplane.db import db
 from controlplane.models import VM, Host, StoragePool, Tenant, VMState
 from placement import Budget, ClusterSnapshot, HostSnapshot, VMSnapshot, plan_rebalance
@@ -33,12 +34,14 @@ def snapshot(for_drain: bool = False) -> ClusterSnapshot:
                              .order_by(VM.id)).scalars()
     snap_vms: list[VMSnapshot] = []
     pools = {p.id: p for p in db.session.execute(select(StoragePool)).scalars()}
+    physnets = physnets_by_vm()
     for vm in vms:
         group = anti_affinity_key(vm.tenant_id, vm.anti_affinity_group)
         stays = vm.pinned or vm.state not in STABLE or (not for_drain and vm.tenant_id in excluded_tenants)
         demand = (float(vm.vcpus), float(vm.ram_mib), float(vm.host_disk_gib))
         pool = pools.get(vm.pool_id or "")
-        labels = frozenset({f"pool:{pool.name}"}) if pool is not None and pool.shared else frozenset()
+        labels = frozenset({f"pool:{pool.name}"} if pool is not None and pool.shared else set()) | frozenset(
+            f"net:{n}" for n in physnets.get(vm.id, ()))
         local_disk = vm.image_id is not None and (pool is None or not pool.shared)  # copied by a migration
         snap_vms.append(VMSnapshot(id=vm.id, host=vm.host_id or "", demand=demand, tenant=vm.tenant_id,
                                    anti_affinity=group, pinned=stays, required_labels=labels,
@@ -48,7 +51,7 @@ def snapshot(for_drain: bool = False) -> ClusterSnapshot:
                                        tenant=vm.tenant_id, anti_affinity=group, pinned=True))
     snap_hosts = [HostSnapshot(id=h.id, capacity=h.capacity(), state=h.state, zone=h.zone,
                                exclude_from_rebalance=h.exclude_from_rebalance and not for_drain,
-                               labels=pool_labels(h.storage_pools))
+                               labels=host_labels(h.storage_pools, h.physnets))
                   for h in hosts]
     return ClusterSnapshot(hosts=snap_hosts, vms=snap_vms)
 

@@ -12,8 +12,10 @@ from sqlalchemy import select
 
 from agents import CloudInit, DiskSpec, DriverError, HypervisorDriver, ImageRef, NetConfig, VMSpec, open_driver
 from controlplane.config import settings
+from controlplane.core.firewall import firewall_of, nics_of, vm_ports
 from controlplane.core.image_urls import signed_url
 from controlplane.core.io_guard import guarded
+from controlplane.core.ipam import with_prefix
 from controlplane.core.secrets import DataKeyError, reveal_options
 from controlplane.db import db
 from controlplane.models import VM, Host, Image, StoragePool, Volume, VolumeState
@@ -65,12 +67,15 @@ def volume_disk(volume: Volume) -> DiskSpec:
 
 
 def cloud_init_of(vm: VM) -> CloudInit | None:
-    """The seed of a VM that boots an image or a template (a diskless VM reads none)."""
+    """The seed of a VM that boots an image or a template (a diskless VM reads none): its NICs' addresses from
+    their ports (with MACs, in NIC order), else the static ``network`` of the request."""
     if vm.image_id is None and vm.image is None:
         return None
     net: dict[str, object] = vm.network or {}
-    networks: tuple[NetConfig, ...] = ()
-    if net.get("address"):
+    networks: tuple[NetConfig, ...] = tuple(
+        NetConfig(address=with_prefix(p.address, n.cidr), gateway=n.gateway, nameservers=tuple(n.dns or ()),
+                  mac=p.mac) for p, n in vm_ports(vm.id))
+    if not networks and net.get("address"):
         servers = net.get("nameservers")
         networks = (NetConfig(address=str(net["address"]),
                               gateway=str(net["gateway"]) if net.get("gateway") else None,
@@ -81,7 +86,8 @@ def cloud_init_of(vm: VM) -> CloudInit | None:
 
 
 def spec_for(vm: VM) -> VMSpec:
-    """What the hypervisor is asked to run: size, root disk, the data volumes attached, the seed."""
+    """What the hypervisor is asked to run: size, root disk, the data volumes attached, the seed, the NICs and
+    their firewall."""
     disks: list[DiskSpec] = []
     root = root_disk(vm)
     if root is not None:
@@ -90,4 +96,5 @@ def spec_for(vm: VM) -> VMSpec:
             Volume.vm_id == vm.id, Volume.state == VolumeState.IN_USE.value).order_by(Volume.device, Volume.id))
         disks += [volume_disk(v) for v in attached.scalars()]
     return VMSpec(vm_id=vm.id, name=vm.name, vcpus=vm.vcpus, ram_mib=vm.ram_mib, disk_gib=vm.disk_gib,
-                  tenant_id=vm.tenant_id, image=vm.image, disks=tuple(disks), cloud_init=cloud_init_of(vm))
+                  tenant_id=vm.tenant_id, image=vm.image, disks=tuple(disks), cloud_init=cloud_init_of(vm),
+                  nics=nics_of(vm.id), firewall=firewall_of(vm.id))

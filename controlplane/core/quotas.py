@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import bindparam, func, select
 
 from controlplane.core import capacity
 from controlplane.db import db
 from controlplane.errors import Msg, QuotaExceeded, not_found
-from controlplane.models import Image, ImageState, Tenant, TenantUsage
+from controlplane.models import Image, ImageState, Network, Port, Tenant, TenantUsage
 
 RESOURCE_LABELS = {"vcpus": ("vCPU", "vCPU", ""), "ram_mib": ("RAM", "RAM", " MiB"),
                    "disk_gib": ("disk", "disco", " GiB"), "vms": ("VM count", "cantidad de VMs", "")}
@@ -63,8 +65,16 @@ def private_images(tenant_id: str) -> int:
         Image.tenant_id == tenant_id, Image.state != ImageState.DELETED.value)).scalar_one())
 
 
+def _count(model: Any, tenant_id: str) -> int:
+    return int(db.session.execute(select(func.count()).select_from(model).where(
+        model.tenant_id == tenant_id)).scalar_one())
+
+
 def quota_report(tenant: Tenant) -> dict[str, dict[str, int]]:
-    used = capacity.tenant_usage(tenant.id).as_dict() | {"images": private_images(tenant.id)}
-    limit = capacity.quota_of(tenant).as_dict() | {"images": tenant.quota_images}
+    used = capacity.tenant_usage(tenant.id).as_dict() | {
+        "images": private_images(tenant.id), "networks": _count(Network, tenant.id),
+        "addresses": _count(Port, tenant.id)}
+    limit = capacity.quota_of(tenant).as_dict() | {"images": tenant.quota_images, "networks": tenant.quota_networks,
+                                                   "addresses": tenant.quota_addresses}
     return {res: {"limit": limit[res], "used": used[res], "available": max(limit[res] - used[res], 0)}
             for res in limit}

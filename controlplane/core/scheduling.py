@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, select
 
 from controlplane.core import capacity
+from controlplane.core.firewall import physnets_by_vm
 from controlplane.core.lookups import anti_affinity_key
 from controlplane.db import db
 from controlplane.errors import InsufficientCapacity, Msg
@@ -49,7 +50,8 @@ REASON_OVERRIDES: dict[Reason, tuple[str, str]] = {
     Reason.OUTSIDE_ZONES: ("outside the allowed zones", "fuera de las zonas permitidas"),
     Reason.ANTI_AFFINITY: ("anti-affinity conflict (a VM of the same group is there)",
                            "conflicto de antiafinidad (ya hay una VM del mismo grupo)"),
-    Reason.MISSING_LABELS: ("does not reach the storage pool", "no llega al pool de almacenamiento"),
+    Reason.MISSING_LABELS: ("does not reach the storage pool or the network",
+                            "no llega al pool de almacenamiento o a la red"),
 }
 
 
@@ -82,12 +84,12 @@ def build_snapshot(tenant_id: str, anti_affinity_group: str | None) -> ClusterSn
                                   anti_affinity=anti_affinity_key(m.tenant_id, anti_affinity_group)))
     rows = db.session.execute(_SNAPSHOT)  # columns, not ORM objects: this runs for every placement
     snap_hosts = []
-    for host_id, state, zone, pools, *cap, v, r, d, drained in rows:
+    for host_id, state, zone, pools, physnets, *cap, v, r, d, drained in rows:
         own = member_load.get(host_id, (0.0, 0.0, 0.0))
         rest = (max((v or 0) - own[0], 0.0), max((r or 0) - own[1], 0.0), max((d or 0) - own[2], 0.0))
         state = HostState.MAINTENANCE.value if drained else state  # a drain empties it: no new VMs
         snap_hosts.append(HostSnapshot(id=host_id, capacity=capacity_of(*cap), state=state, zone=zone,
-                                       base_usage=rest, labels=pool_labels(pools)))
+                                       base_usage=rest, labels=host_labels(pools, physnets)))
     return ClusterSnapshot(hosts=snap_hosts, vms=vms)
 
 
@@ -97,20 +99,29 @@ HOST_CAPACITY = (Host.vcpus, Host.ram_mib, Host.disk_gib, Host.reserved_vcpus, H
 
 _DRAINING = (select(Plan.id).where(Plan.kind == "drain", Plan.host_id == Host.id,
                                    Plan.status.in_(ACTIVE_PLAN_STATES)).exists())
-_SNAPSHOT = (select(Host.id, Host.state, Host.zone, Host.storage_pools, *HOST_CAPACITY, HostAllocation.vcpus,
+_SNAPSHOT = (select(Host.id, Host.state, Host.zone, Host.storage_pools, Host.physnets, *HOST_CAPACITY,
+                    HostAllocation.vcpus,
                     HostAllocation.ram_mib, HostAllocation.disk_gib, _DRAINING)
              .outerjoin(HostAllocation, HostAllocation.host_id == Host.id))
 
 
 def pool_labels(pools: list[str] | None) -> frozenset[str]:
-    """A host's placement labels: ``pool:<name>`` for each shared storage pool it reaches."""
+    """``pool:<name>`` for each shared storage pool a host reaches."""
     return frozenset(f"pool:{p}" for p in pools or ())
 
 
+def host_labels(pools: list[str] | None, physnets: list[str] | None) -> frozenset[str]:
+    """A host's placement labels: the shared pools it reaches and the physical networks it is attached to."""
+    return pool_labels(pools) | frozenset(f"net:{n}" for n in physnets or ())
+
+
 def labels_of(vm: VM) -> frozenset[str]:
-    """What a host needs to take ``vm``: to reach the shared pool its root disk is in."""
+    """What a host needs to take ``vm``: to reach the shared pool its root disk is in, and the physical networks
+    of its NICs."""
     pool = db.session.get(StoragePool, vm.pool_id) if vm.pool_id else None
-    return frozenset({f"pool:{pool.name}"}) if pool is not None and pool.shared else frozenset()
+    labels = {f"pool:{pool.name}"} if pool is not None and pool.shared else set()
+    labels |= {f"net:{n}" for n in physnets_by_vm([vm.id]).get(vm.id, ())}
+    return frozenset(labels)
 
 
 def capacity_of(vcpus: int, ram: int, disk: int, r_vcpus: int, r_ram: int, r_disk: int, cpu_ratio: float,
@@ -174,7 +185,7 @@ def choose_and_claim(vm: VM, exclude: set[str] | None = None, labels: frozenset[
                 busy.append(host_id)
                 continue
             host, used = locked
-            if (host.state == HostState.ENABLED and labels <= pool_labels(host.storage_pools)
+            if (host.state == HostState.ENABLED and labels <= host_labels(host.storage_pools, host.physnets)
                     and capacity.fits(host, used, vm.vcpus, vm.ram_mib, vm.host_disk_gib)):
                 vm.host_id = host.id
                 return host

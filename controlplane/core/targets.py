@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from controlplane.core import capacity
 from controlplane.core.lookups import draining_host_ids
-from controlplane.core.scheduling import labels_of, pool_labels
+from controlplane.core.scheduling import host_labels, labels_of
 from controlplane.db import db
 from controlplane.errors import InsufficientCapacity, InvalidState, Msg
 from controlplane.models import VM, Host, HostState, VMState
@@ -26,10 +26,11 @@ def check_override(vm: VM, host: Host, labels: frozenset[str] = frozenset()) -> 
 
 
 def _refuse_without_pool(host: Host, labels: frozenset[str]) -> None:
-    missing = sorted(label.removeprefix("pool:") for label in labels - pool_labels(host.storage_pools))
+    missing = sorted(label.partition(":")[2] for label in labels - host_labels(host.storage_pools, host.physnets))
     if missing:
-        raise InvalidState(Msg(f"Host {host.name} does not reach storage pool {', '.join(missing)}.",
-                               f"El host {host.name} no llega al pool de almacenamiento {', '.join(missing)}."))
+        raise InvalidState(Msg(f"Host {host.name} does not reach the storage pool or network {', '.join(missing)}.",
+                               f"El host {host.name} no llega al pool de almacenamiento o a la red "
+                               f"{', '.join(missing)}."))
 
 
 def _refuse_draining(host: Host) -> None:

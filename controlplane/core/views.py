@@ -18,18 +18,22 @@ from controlplane.models import (
     Host,
     Image,
     Keypair,
+    Network,
     Operation,
     Plan,
+    Port,
+    SecurityGroup,
     StoragePool,
     Tenant,
     User,
     Volume,
 )
 
-QUOTA_FIELDS = ("quota_vcpus", "quota_ram_mib", "quota_disk_gib", "quota_vms", "quota_images")
+QUOTA_FIELDS = ("quota_vcpus", "quota_ram_mib", "quota_disk_gib", "quota_vms", "quota_images", "quota_networks",
+                "quota_addresses")
 HOST_FIELDS = ("name", "driver", "uri", "vcpus", "ram_mib", "disk_gib", "reserved_vcpus", "reserved_ram_mib",
                "reserved_disk_gib", "cpu_ratio", "ram_ratio", "disk_ratio", "zone", "state", "state_reason",
-               "exclude_from_rebalance", "storage_pools")
+               "exclude_from_rebalance", "storage_pools", "physnets")
 
 
 def vm_view(vm: VM) -> dict[str, Any]:
@@ -92,6 +96,21 @@ def pool_view(p: StoragePool) -> dict[str, Any]:
             "full_copy": bool(p.full_copy), "description": p.description}
 
 
+def network_view(n: Network) -> dict[str, Any]:
+    return {"name": n.name, "kind": n.kind, "cidr": n.cidr, "gateway": n.gateway, "dns": list(n.dns or []),
+            "allocation": f"{n.alloc_start}-{n.alloc_end}", "cidr6": n.cidr6, "physnet": n.physnet,
+            "segment": n.segment, "description": n.description}
+
+
+def port_view(p: Port) -> dict[str, Any]:
+    return {"network_id": p.network_id, "vm_id": p.vm_id, "address": p.address, "mac": p.mac,
+            "reserved": bool(p.reserved), "name": p.name}
+
+
+def group_view(g: SecurityGroup) -> dict[str, Any]:
+    return {"name": g.name, "description": g.description}
+
+
 def console_view(c: ConsoleToken) -> dict[str, Any]:
     return {"vm_id": c.vm_id, "expires_at": c.expires_at}  # never the token, the address or the ticket
 
@@ -106,7 +125,8 @@ VIEWS: dict[type, tuple[str, Callable[[Any], dict[str, Any]]]] = {
     ApiToken: ("token", token_view), User: ("user", user_view), Flavor: ("flavor", flavor_view),
     Operation: ("operation", op_view), Image: ("image", image_view), Volume: ("volume", volume_view),
     Keypair: ("keypair", keypair_view), StoragePool: ("storage_pool", pool_view),
-    ConsoleToken: ("console", console_view),
+    ConsoleToken: ("console", console_view), Network: ("network", network_view), Port: ("port", port_view),
+    SecurityGroup: ("security_group", group_view),
 }
 
 

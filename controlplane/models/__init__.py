@@ -9,6 +9,15 @@ from controlplane.models.hosts import Host, HostState
 from controlplane.models.idempotency import IdempotencyRecord
 from controlplane.models.images import Image, ImageState
 from controlplane.models.keypairs import Keypair
+from controlplane.models.networks import (
+    Network,
+    NetworkGrant,
+    NetworkKind,
+    Port,
+    PortSecurityGroup,
+    SecurityGroup,
+    SecurityRule,
+)
 from controlplane.models.operations import UNFINISHED, Operation, OpKind, OpStatus
 from controlplane.models.plans import (
     ACTIVE_PLAN_STATES,
@@ -45,6 +54,9 @@ __all__ = [
     "ImageState",
     "Keypair",
     "MoveStatus",
+    "Network",
+    "NetworkGrant",
+    "NetworkKind",
     "OpKind",
     "OpStatus",
     "Operation",
@@ -53,7 +65,11 @@ __all__ = [
     "PlanStatus",
     "PoolAllocation",
     "PoolKind",
+    "Port",
+    "PortSecurityGroup",
     "Role",
+    "SecurityGroup",
+    "SecurityRule",
     "StoragePool",
     "Tenant",
     "TenantUsage",

@@ -51,6 +51,8 @@ class Host(db.Model):  # type: ignore[name-defined]
     exclude_from_rebalance: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     # names of the shared storage pools this host reaches (every host has the local pools)
     storage_pools: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    # names of the physical networks this host is attached to (its uplinks / bridge families)
+    physnets: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
     created_at: Mapped[datetime] = created_column()
     updated_at: Mapped[datetime] = updated_column()
@@ -60,6 +62,10 @@ class Host(db.Model):  # type: ignore[name-defined]
     @property
     def pool_names(self) -> list[str]:
         return list(self.storage_pools or [])
+
+    @property
+    def physnet_names(self) -> list[str]:
+        return list(self.physnets or [])
 
     def capacity(self) -> tuple[float, float, float]:
         """Schedulable capacity per resource: (physical - reserved) * allocation ratio."""

@@ -26,6 +26,8 @@ class Tenant(db.Model):  # type: ignore[name-defined]
     quota_disk_gib: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     quota_vms: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     quota_images: Mapped[int] = mapped_column(Integer, nullable=False, default=5)  # private images kept
+    quota_networks: Mapped[int] = mapped_column(Integer, nullable=False, default=5)  # private networks
+    quota_addresses: Mapped[int] = mapped_column(Integer, nullable=False, default=200)  # ports on any network
     exclude_from_rebalance: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
     created_at: Mapped[datetime] = created_column()

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from controlplane.db import db
 from controlplane.models.base import UTCDateTime, created_column, id_column, updated_column
 from controlplane.models.hosts import Host
+from controlplane.models.networks import Port
 from controlplane.models.tenants import Tenant
 
 
@@ -79,6 +80,7 @@ class VM(db.Model):  # type: ignore[name-defined]
 
     tenant: Mapped[Tenant] = relationship()
     host: Mapped[Host | None] = relationship(foreign_keys=[host_id])
+    ports: Mapped[list[Port]] = relationship(order_by=Port.device_index, viewonly=True)  # its NICs
 
     @property
     def root_disk(self) -> str | None:

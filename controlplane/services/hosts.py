@@ -66,6 +66,8 @@ def create_host(actor: Principal, data: dict[str, Any], *, verify: bool = True) 
             raise ValidationFailed(f"host name {data['name']!r} is taken", errors={"name": ["Already taken."]})
         if "storage_pools" in data:
             data["storage_pools"] = check_host_pools(data["storage_pools"])
+        if "physnets" in data:
+            data["physnets"] = sorted(set(data["physnets"]))
         host = Host(**{**DEFAULTS, **data})
         _check_reserved(host)
         if verify and host.state == HostState.ENABLED:
@@ -96,6 +98,8 @@ def update_host(actor: Principal, host_ref: str, changes: dict[str, Any], if_mat
             changes["driver_options"] = changes.pop("options")
         if "storage_pools" in changes:
             changes["storage_pools"] = check_host_pools(changes["storage_pools"])
+        if "physnets" in changes:
+            changes["physnets"] = sorted(set(changes["physnets"]))
         reconnect = bool({"uri", "driver", "driver_options"} & set(changes))
         if reconnect:
             _check_uri(changes.get("driver", host.driver), changes.get("uri", host.uri),

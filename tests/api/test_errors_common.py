@@ -17,7 +17,9 @@ from tests.conftest import World
 STATE_TABLES = {"vms": "id", "operations": "id", "audit_entries": "seq", "idempotency_records": "id",
                 "api_tokens": "id", "users": "id", "tenants": "id", "hosts": "id", "flavors": "id",
                 "host_allocations": "host_id", "tenant_usage": "tenant_id", "images": "id", "volumes": "id",
-                "keypairs": "id", "storage_pools": "id", "pool_allocations": "pool_id", "console_tokens": "id"}
+                "keypairs": "id", "storage_pools": "id", "pool_allocations": "pool_id", "console_tokens": "id",
+                "networks": "id", "network_grants": "network_id, tenant_id", "ports": "id",
+                "security_groups": "id", "security_rules": "id", "port_security_groups": "port_id, group_id"}
 PROBLEM = "application/problem+json"
 
 

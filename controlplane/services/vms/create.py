@@ -33,6 +33,8 @@ from controlplane.models.base import new_id, utcnow
 from controlplane.queue import task_for
 from controlplane.services.vms.boot import apply as apply_boot
 from controlplane.services.vms.boot import resolve as resolve_boot
+from controlplane.services.vms.nics import attach as attach_nics
+from controlplane.services.vms.nics import resolve as resolve_nics
 
 log = logging.getLogger("confluencia.vms")
 
@@ -51,6 +53,8 @@ class VMRequestData:
     key_name: str | None = None
     user_data: str | None = None
     network: dict[str, Any] | None = None
+    networks: list[dict[str, Any]] | None = None
+    security_groups: list[str] | None = None
     anti_affinity_group: str | None = None
     tenant_id: str | None = None  # operators only: on behalf of which municipality
     host: str | None = None  # operators only: placement override (host name or id)
@@ -66,18 +70,21 @@ def create_vm(actor: Principal, data: VMRequestData) -> tuple[VM, Operation]:
         tenant, used = lock_tenant_with_usage(tenant_id)
         flavor_id, vcpus, ram, disk = _resolve_size(data)
         boot = resolve_boot(tenant.id, data, vcpus, ram, disk)
+        nics = resolve_nics(tenant.id, data.networks, data.security_groups, data.network)
         check_quota(tenant, vcpus, ram, disk, used=used)
         vm = VM(id=new_id(), tenant_id=tenant.id, name=data.name, flavor_id=flavor_id, vcpus=vcpus,
                 ram_mib=ram, disk_gib=disk, anti_affinity_group=data.anti_affinity_group,
                 state=VMState.PENDING.value, created_by=actor.user_id)
         apply_boot(vm, boot)
+        labels = boot.labels | nics.labels
         if data.host:
             host = host_or_422(data.host, lock=True)
-            check_override(vm, host, boot.labels)
+            check_override(vm, host, labels)
             vm.host_id = host.id
         else:
-            choose_and_claim(vm, labels=boot.labels)
+            choose_and_claim(vm, labels=labels)
         db.session.add(vm)
+        attach_nics(vm, nics, actor.user_id)
         op = vm_operation(OpKind.VM_CREATE, vm, actor)
         created(actor, "vm.create", vm, operation=op)
         enqueue(op)
@@ -148,6 +155,8 @@ def run_create(op_id: str) -> None:
             if info is None:
                 drv.create(spec)
                 set_progress(op_id, 50)
+            if spec.nics and spec.firewall is not None:  # protected before it first runs
+                drv.set_firewall(spec.vm_id, spec.nics, spec.firewall)
             if info is None or info.state != DomainState.RUNNING:
                 drv.start(spec.vm_id)
         except DriverError as exc:
@@ -188,6 +197,7 @@ def reschedule(op_id: str, failed_host_id: str, reason: str, max_attempts: int) 
     if drv is not None:
         try:  # leave nothing behind on the failed host (best effort; reconcile catches the rest)
             drv.delete(vm_id)
+            drv.clear_firewall(vm_id)
         except DriverError as exc:
             log.warning("could not clean up VM %s on host %s: %s", vm_id, host_name, exc)
     with transaction():

@@ -21,6 +21,8 @@ from controlplane.db import db
 from controlplane.errors import InvalidState, Msg, not_found
 from controlplane.models import Host, Operation, OpKind, VMState, VolumeState
 from controlplane.models.base import utcnow
+from controlplane.services.ports import release_in_tx as release_ports_in_tx
+from controlplane.services.security_groups import groups_of_vm, sync_for_members
 from controlplane.services.vms.access import lock_for_change
 from controlplane.services.volumes import attached_to, released_in_tx
 
@@ -70,6 +72,7 @@ def run_delete(op_id: str) -> None:
             with contextlib.suppress(NotFound):  # the domain is gone already (a redelivery)
                 primary.detach_disk(vm_id, disk)
         primary.delete(vm_id)  # idempotent; transient errors retry the task
+        primary.clear_firewall(vm_id)
     for drv in strays:  # hosts where an earlier build failed: best effort, reconcile catches the rest
         try:
             drv.delete(vm_id)
@@ -82,6 +85,8 @@ def run_delete(op_id: str) -> None:
             vm.deleted_at = utcnow()
             finish_op(op, True)
         released_in_tx(vm.id)
+        sync_for_members(groups_of_vm(vm.id), exclude_vm=vm.id)  # its address leaves its groups
+        release_ports_in_tx(vm.id)
 
 
 def give_up(op_id: str, reason: str) -> None:

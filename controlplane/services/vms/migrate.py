@@ -18,6 +18,7 @@ from controlplane.context import SYSTEM, Principal
 from controlplane.core.audit import audited
 from controlplane.core.authz import require_operator
 from controlplane.core.drivers import driver_for
+from controlplane.core.firewall import firewall_of, nics_of
 from controlplane.core.leases import Finished, finish_op, load_op, set_progress, start_op
 from controlplane.core.lookups import host_or_422
 from controlplane.core.state_machine import transition
@@ -69,12 +70,15 @@ def run_migrate(op_id: str) -> None:
         source, target = db.session.get(Host, vm.host_id), db.session.get(Host, vm.migration_target_id)
         assert source is not None and target is not None
         src, dst, vm_id = driver_for(source), driver_for(target), vm.id
+        nics, firewall = nics_of(vm_id), firewall_of(vm_id)
     if took_over:  # the worker that ran it died: never start it twice; let a running one end, then ask
         _wait_for_the_hypervisor(src, vm_id)
         settle_failed_migration(op_id, "the worker running the migration stopped before it finished",
                                 accept_target=True)
         return
     try:
+        if nics and firewall is not None:  # the target filters the guest before it arrives
+            dst.set_firewall(vm_id, nics, firewall)
         src.migrate(vm_id, dst, progress=lambda frac: set_progress(op_id, int(10 + 85 * frac)))
     except DriverError as exc:
         if exc.transient:
@@ -83,6 +87,8 @@ def run_migrate(op_id: str) -> None:
         return
     try:  # a stopped VM moves offline and stays stopped: record the real power state
         info = dst.get(vm_id)
+        if nics:
+            src.clear_firewall(vm_id)
     except DriverError:
         info = None
     with transaction():

@@ -41,6 +41,13 @@ class HostPair:
     # in (tests/contract/test_disk_contract.py); None: the backend has no disks (those tests are SKIPPED).
     image: ImageRef | None = None
     pool: str = "default"
+    # A physnet both hosts realise and at least two of its segments (tests/contract/test_network_contract.py);
+    # None: the backend has no networks (those tests are SKIPPED).
+    physnet: str | None = None
+    segments: tuple[int, ...] = ()
+    # The VM's firewall as the host holds it (any comparable value; None: it has none there). None: the backend
+    # cannot show it (the network tests then check only that the calls succeed).
+    firewall_of: Callable[[HypervisorDriver, str], object | None] | None = None
 
 
 @dataclass(frozen=True)

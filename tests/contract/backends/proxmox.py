@@ -3,7 +3,12 @@
 Disks: the test image is a real qcow2 file (``qemu-img create``) served over HTTP by this process, which the
 simulated nodes download (``download-url``, checksum checked); data volumes go to the pool ``vols``, mapped
 to the node-local ``local-lvm`` (so migrations copy them: ``with-local-disks``). Without ``qemu-img`` the
-disk tests are skipped (no image)."""
+disk tests are skipped (no image).
+
+Networks: the physnet ``tenants`` is the bridge ``vmbr1`` of every simulated node (option ``networks``), its
+segments VLAN tags. A VM's firewall, as a node holds it, is read from the simulator's firewall config of our VM on
+that node (PVE keeps it in the cluster file system under the VMID), or, before the VM exists, is what the driver
+remembered for that node."""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,6 +57,7 @@ def _open(config: pytest.Config) -> Iterator[HostPair]:
         "poll_interval": "0.05",
         "http_timeout": "5",
         "pools": "vols=local-lvm,shared=ceph",
+        "networks": "tenants=vmbr1",
     }
     image = None
     if qemu_img() is not None:
@@ -85,6 +92,20 @@ def _open(config: pytest.Config) -> Iterator[HostPair]:
     def before_each() -> None:
         cluster.set_node_online("pve-down", False)
 
+    def firewall_of(d: HypervisorDriver, vm_id: str) -> object | None:
+        assert isinstance(d, ProxmoxDriver)
+        info = d.get(vm_id)
+        if info is None or info.tenant_id is None or info.native_id is None:
+            return d.firewalls.pending(vm_id)
+        with cluster.lock:
+            fw = cluster.firewalls.get(int(info.native_id))
+            if fw is None:
+                return None
+            ours = sorted(tuple(sorted(r.items())) for r in fw.rules if r.get("comment") == "confluencia")
+            sets = sorted((name, tuple(sorted(e["cidr"] for e in entries))) for name, entries in fw.ipsets.items())
+            enabled: Any = fw.options.get("enable")
+            return (bool(enabled), tuple(ours), tuple(sets)) if enabled or ours else None
+
     try:
         yield HostPair(
             a=driver("pve-a"),
@@ -111,6 +132,9 @@ def _open(config: pytest.Config) -> Iterator[HostPair]:
             before_each=before_each,
             image=image,
             pool="vols",
+            physnet="tenants",
+            segments=(101, 102, 103),
+            firewall_of=firewall_of,
         )
     finally:
         stack.close()

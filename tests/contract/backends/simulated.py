@@ -8,6 +8,7 @@ from contextlib import contextmanager
 
 import pytest
 
+from agents import simulated_networks
 from agents.base import HypervisorDriver, ImageRef, VMSpec
 from agents.simulated import SimulatedDriver, open_datacenter
 from tests.contract.backends import ContractBackend, HostPair
@@ -44,6 +45,10 @@ def _open(config: pytest.Config) -> Iterator[HostPair]:
     def uncooperative(driver: HypervisorDriver, vm_id: str) -> None:
         dc.set_ignores_shutdown(_host_of(driver), vm_id)
 
+    def firewall_of(driver: HypervisorDriver, vm_id: str) -> object | None:
+        with dc.read() as tx:  # the store's record of what a real host would apply
+            return simulated_networks.firewall_of(tx, _host_of(driver), vm_id)
+
     try:
         yield HostPair(
             a=a,
@@ -67,6 +72,9 @@ def _open(config: pytest.Config) -> Iterator[HostPair]:
             image=ImageRef(image_id="sim-image", format="qcow2", virtual_size_bytes=1 << 30,
                            checksum="sha256:" + "0" * 64, path="/nonexistent/sim-image.qcow2"),
             pool="default",
+            physnet="tenants",  # every simulated host has it (driver option physnets), with every VLAN
+            segments=(101, 102, 103),
+            firewall_of=firewall_of,
         )
     finally:
         dc.set_delay_scale(saved_scale)

@@ -16,6 +16,7 @@ from agents.proxmox_client import MemoryJournal, OperationJournal
 from agents.proxmox_driver import ProxmoxDriver
 from agents.proxmox_sim import SimCluster, SimServer
 from agents.proxmox_sim.cluster import default_storages
+from agents.proxmox_sim.model import DEFAULT_BRIDGES
 from agents.proxmox_sim.tasks import DEFAULT_DURATIONS
 from tests.integration.proxmox.images import ImageServer, qemu_img, served_image
 
@@ -78,10 +79,12 @@ def pve() -> Iterator[Pve]:
 
 @pytest.fixture(autouse=True)
 def fresh_cluster(pve: Pve) -> Iterator[None]:
-    """Every test starts with the templates only, all nodes online, no faults."""
+    """Every test starts with the templates only, all nodes online with bridges vmbr0 and vmbr1, no firewall
+    configs, no faults."""
     c = pve.cluster
     with c.lock:
         c.vms.clear()
+        c.firewalls.clear()
         c.volumes.clear()
         c.storages = default_storages()
         c.file_locks.clear()
@@ -91,6 +94,7 @@ def fresh_cluster(pve: Pve) -> Iterator[None]:
         c.add_template(9001, "pve1", "alpine-ceph", disk_gib=1, storage="ceph")
         for node in c.nodes.values():
             node.online = True
+            node.bridges = set(DEFAULT_BRIDGES)
         c.faults.fail_types.clear()
         c.faults.vmid_race = 0
         c.faults.clone_lock_wait_s = 1.0

@@ -84,4 +84,7 @@ def schema_path(path: str) -> str:
         names[3] = "{storage}"
     if len(parts) > 5 and parts[2] == "storage" and parts[4] == "content":
         names[5] = "{volume}"
+    if len(parts) > 6 and parts[2] == "qemu" and parts[4] == "firewall":  # rules/{pos}, ipset/{name}[/{cidr}]
+        names[6] = "{pos}" if parts[5] == "rules" else "{name}"
+        names[7] = "{cidr}"
     return "/" + "/".join(names.get(i, p) for i, p in enumerate(parts))

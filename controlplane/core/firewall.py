@@ -1,0 +1,60 @@
+"""What a VM's host applies for its networks: its NICs (segment, MAC, address) and its firewall, made from the
+security groups of its ports. Rules that name another group become that group's port addresses (/32)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from agents import FirewallRule, FirewallSpec, NicSpec
+from controlplane.core.ipam import with_prefix
+from controlplane.db import db
+from controlplane.models import Network, Port, PortSecurityGroup, SecurityRule
+
+ANYWHERE = "0.0.0.0/0"
+
+
+def vm_ports(vm_id: str) -> list[tuple[Port, Network]]:
+    rows = db.session.execute(select(Port, Network).join(Network, Network.id == Port.network_id)
+                              .where(Port.vm_id == vm_id).order_by(Port.device_index))
+    return [(p, n) for p, n in rows]
+
+
+def nics_of(vm_id: str) -> tuple[NicSpec, ...]:
+    return tuple(NicSpec(port_id=p.id, mac=p.mac, physnet=n.physnet, segment=n.segment,
+                         addresses=(with_prefix(p.address, n.cidr),)) for p, n in vm_ports(vm_id))
+
+
+def group_addresses(group_id: str) -> list[str]:
+    rows = db.session.execute(select(Port.address).join(PortSecurityGroup, PortSecurityGroup.port_id == Port.id)
+                              .where(PortSecurityGroup.group_id == group_id, Port.vm_id.is_not(None)))
+    return sorted({f"{a}/32" if ":" not in a else f"{a}/128" for a in rows.scalars()})
+
+
+def firewall_of(vm_id: str) -> FirewallSpec | None:
+    """None for a VM without networks (nothing to filter)."""
+    ports = [p for p, _n in vm_ports(vm_id)]
+    if not ports:
+        return None
+    groups = set(db.session.execute(select(PortSecurityGroup.group_id).where(
+        PortSecurityGroup.port_id.in_([p.id for p in ports]))).scalars())
+    rules: set[FirewallRule] = set()
+    for rule in db.session.execute(select(SecurityRule).where(SecurityRule.group_id.in_(groups))).scalars():
+        sources = group_addresses(rule.remote_group_id) if rule.remote_group_id else [rule.remote_cidr or ANYWHERE]
+        for source in sources:
+            rules.add(FirewallRule(protocol=rule.protocol, port_min=rule.port_min, port_max=rule.port_max,
+                                   source=source))
+    ordered = sorted(rules, key=lambda r: (r.protocol, r.port_min or 0, r.port_max or 0, r.source))
+    return FirewallSpec(rules=tuple(ordered))
+
+
+def physnets_by_vm(vm_ids: list[str] | None = None) -> dict[str, set[str]]:
+    """The physical networks each VM's NICs are on (hosts taking the VM must be attached to them)."""
+    stmt = select(Port.vm_id, Network.physnet).join(Network, Network.id == Port.network_id).where(
+        Port.vm_id.is_not(None))
+    if vm_ids is not None:
+        stmt = stmt.where(Port.vm_id.in_(vm_ids))
+    out: dict[str, set[str]] = {}
+    for vm_id, physnet in db.session.execute(stmt):
+        if vm_id is not None:
+            out.setdefault(vm_id, set()).add(physnet)
+    return out
