@@ -6,6 +6,7 @@ from sqlalchemy import select
 
 from controlplane.context import Principal
 from controlplane.core.audit import audited, created
+from controlplane.core.quotas import lock_tenant
 from controlplane.core.sshkeys import generate, parse_key
 from controlplane.core.tx import paginate, transaction
 from controlplane.db import db
@@ -35,6 +36,7 @@ def create_keypair(actor: Principal, name: str, public_key: str | None,
     else:
         key, private = generate(f"{name}@confluencia")
     with transaction(keep_loaded=True):
+        lock_tenant(tenant)  # an operator's tenant_id must name a municipality (404 otherwise)
         if db.session.execute(select(Keypair.id).where(Keypair.tenant_id == tenant, Keypair.name == name)).first():
             raise ValidationFailed(Msg(f"Keypair {name!r} exists.", f"El par de claves {name!r} ya existe."),
                                    errors={"name": ["Already taken."]})

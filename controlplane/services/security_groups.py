@@ -18,6 +18,7 @@ from controlplane.core.drivers import driver_for
 from controlplane.core.firewall import firewall_of, nics_of
 from controlplane.core.leases import Finished, finish_op, load_operation, start_op
 from controlplane.core.outbox import enqueue, new_operation
+from controlplane.core.quotas import lock_tenant
 from controlplane.core.tx import paginate, transaction
 from controlplane.db import db
 from controlplane.errors import Conflict, Forbidden, Msg, ValidationFailed, not_found
@@ -93,6 +94,7 @@ def create_group(actor: Principal, data: dict[str, Any]) -> SecurityGroup:
     _may_change(actor)
     tenant_id = _tenant_for(actor, data.get("tenant_id"))
     with transaction(keep_loaded=True):
+        lock_tenant(tenant_id)  # an operator's tenant_id must name a municipality (404 otherwise)
         ensure_default(tenant_id)
         if db.session.execute(select(SecurityGroup.id).where(SecurityGroup.tenant_id == tenant_id,
                                                              SecurityGroup.name == data["name"])).first():

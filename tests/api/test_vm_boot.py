@@ -117,3 +117,14 @@ def test_bad_boot_inputs_are_refused_and_change_nothing(app: Any, world: World, 
     problem = assert_problem(world.admin_a.post("/v1/vms", json=body), 422)
     assert field in problem.get("errors", {}), problem
     assert db_state(app) == before
+
+
+def test_an_operator_naming_an_unknown_municipality_gets_404_not_an_error(app: Any, world: World):
+    before = db_state(app)
+    ghost = "0" * 36
+    for path, body in (("/v1/keypairs", {"name": "k", "public_key": KEY, "tenant_id": ghost}),
+                       ("/v1/security-groups", {"name": "g", "tenant_id": ghost}),
+                       ("/v1/volumes", {"name": "v", "size_gib": 1, "tenant_id": ghost}),
+                       ("/v1/networks", {"name": "n", "cidr": "10.0.0.0/24", "tenant_id": ghost})):
+        assert_problem(world.operator.post(path, json=body), 404, "not-found")
+    assert db_state(app) == before
