@@ -11,8 +11,8 @@ from sqlalchemy import select
 from controlplane.config import settings
 from controlplane.context import Principal
 from controlplane.db import db
-from controlplane.models import Flavor, Host, Image, Role, StoragePool, Tenant, User
-from controlplane.services import flavors, hosts, images, pools, tenants, tokens, users
+from controlplane.models import Flavor, Host, Image, Network, Role, StoragePool, Tenant, User
+from controlplane.services import flavors, hosts, images, networks, pools, tenants, tokens, users
 
 # name, zone, vcpus, ram_mib, disk_gib
 DEMO_HOSTS = [
@@ -38,6 +38,10 @@ DEMO_POOLS: list[dict[str, object]] = [
     {"name": "local", "kind": "local", "description": "Discos propios de cada host"},
 ]
 DEMO_IMAGE = "imagen-demo"
+DEMO_PHYSNETS = ["servicios", "tenants"]
+PROVINCE_NETWORK = {"name": "servicios-provinciales", "kind": "provider", "cidr": "172.20.0.0/22",
+                    "physnet": "servicios", "segment": 50, "dns": ["172.20.0.53"],
+                    "description": "Servicios compartidos de la provincia"}
 DEMO_IMAGE_BYTES = b"Confluencia demo disk / disco de demostracion\n".ljust(1 << 20, b"\0")  # a raw 1 MiB disk
 
 
@@ -69,6 +73,18 @@ def seed_storage() -> None:
                                      "os_name": "demo", "os_version": "1"})
 
 
+def seed_networks(tenant: Tenant) -> None:
+    """Each demo municipality has its network (the same subnet for both: each is its own segment) and uses the
+    province's shared services network."""
+    if db.session.execute(select(Network.id).where(Network.tenant_id == tenant.id)).first() is None:
+        networks.create_network(SEEDER, {"name": "red-municipal", "cidr": "10.10.0.0/24", "dns": ["10.10.0.53"],
+                                         "tenant_id": tenant.id})
+    shared = db.session.execute(select(Network).where(Network.name == PROVINCE_NETWORK["name"])).scalar_one_or_none()
+    if shared is None:
+        shared = networks.create_network(SEEDER, dict(PROVINCE_NETWORK))
+    networks.grant(SEEDER, shared.id, tenant.id)
+
+
 def seed_demo() -> DemoTokens:
     """Idempotent: creates what is missing and issues fresh tokens for the demo users."""
     if db.session.execute(select(StoragePool.id)).first() is None:
@@ -79,11 +95,13 @@ def seed_demo() -> DemoTokens:
                                        "uri": f"sim://{name}?vcpus={vcpus}&ram_mib={ram}&disk_gib={disk}",
                                        "vcpus": vcpus, "ram_mib": ram, "disk_gib": disk,
                                        "reserved_ram_mib": 4096, "reserved_vcpus": 2, "reserved_disk_gib": 50,
-                                       "storage_pools": ["compartido"]},
+                                       "storage_pools": ["compartido"], "physnets": DEMO_PHYSNETS},
                               verify=False)  # the simulated demo hosts answer: no need to wait for a check
     for host in db.session.execute(select(Host).where(Host.driver == "simulated")).scalars():
         if not host.storage_pools:  # a demo database from before storage pools existed
             host.storage_pools = ["compartido"]
+        if not host.physnets:  # ... or before networks
+            host.physnets = list(DEMO_PHYSNETS)
     db.session.commit()
     if db.session.execute(select(Flavor.id)).first() is None:
         for name, vcpus, ram, disk, desc in DEMO_FLAVORS:
@@ -97,6 +115,7 @@ def seed_demo() -> DemoTokens:
             tenant = tenants.create_tenant(SEEDER, {"slug": slug, "name": name, "quota_vcpus": vcpus,
                                                     "quota_ram_mib": ram, "quota_disk_gib": disk,
                                                     "quota_vms": count})
+        seed_networks(tenant)
         pair = []
         for role in (Role.ADMIN.value, Role.MEMBER.value):
             username = f"{role}@{slug}"
