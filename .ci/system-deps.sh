@@ -9,10 +9,11 @@
 # Real test guest (tests/lab/guest_image.py, built at test time): the kernel of linux-image-amd64, busybox-static,
 #   kmod, cpio, fdisk (sfdisk), dosfstools, mtools, syslinux(+common), qemu-utils; cloud-image-utils for seeds.
 # Consoles: novnc (the noVNC page the console proxy serves; nothing is loaded from the internet).
+# Networks: nftables (the libvirt driver's per-VM firewall), iproute2 (the lab's segment bridges).
 set -uo pipefail
 PKGS=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 libvirt-dev pkg-config ganeti-htools
   linux-image-amd64 busybox-static kmod cpio fdisk dosfstools mtools syslinux syslinux-common qemu-utils
-  cloud-image-utils novnc)
+  cloud-image-utils novnc nftables iproute2)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "$(id -u)" != 0 ]; then

@@ -28,8 +28,9 @@ class Layout:
     seed: str | None = None  # the cidata ISO
     serial_log: str | None = None
     vnc_listen: str = "127.0.0.1"
-    nic: str = "none"  # "user": QEMU user-mode networking; "none"; bridges come later
+    nic: str = "none"  # "user": QEMU user-mode networking; "none" (used when ``bridged`` is empty)
     mac: str | None = None
+    bridged: tuple[tuple[str, str], ...] = ()  # (bridge, MAC) of each NIC on a segment, in guest order
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,18 @@ def nic_elements(mode: str, mac: str | None) -> list[ET.Element]:
     return [iface]
 
 
+def bridge_elements(bridged: tuple[tuple[str, str], ...]) -> list[ET.Element]:
+    """One ``<interface type='bridge'>`` (virtio) per ``(bridge, MAC)``, in order: the first is the guest's eth0."""
+    out = []
+    for bridge, mac in bridged:
+        iface = ET.Element("interface", type="bridge")
+        ET.SubElement(iface, "source", bridge=bridge)
+        ET.SubElement(iface, "mac", address=mac.lower())
+        ET.SubElement(iface, "model", type="virtio")
+        out.append(iface)
+    return out
+
+
 def device_elements(layout: Layout) -> list[ET.Element]:
     """Root disk (vda), data volumes (vdb, ...), seed CD-ROM, NIC, serial log, VNC, in that order."""
     out = [disk_element(layout.root, ROOT_TARGET)]
@@ -86,7 +99,7 @@ def device_elements(layout: Layout) -> list[ET.Element]:
         out.append(disk_element(path, f"vd{string.ascii_lowercase[i + 1]}", serial=volume_id))
     if layout.seed:
         out.append(cdrom_element(layout.seed))
-    out += nic_elements(layout.nic, layout.mac)
+    out += bridge_elements(layout.bridged) if layout.bridged else nic_elements(layout.nic, layout.mac)
     if layout.serial_log:
         serial = ET.Element("serial", type="file")
         ET.SubElement(serial, "source", path=layout.serial_log, append="on")  # a migration target appends

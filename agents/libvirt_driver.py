@@ -6,8 +6,8 @@
 - ``migrate_uri``: where migrations INTO this host send memory, e.g. ``tcp://10.0.0.5`` (default: the
   target's host name). Without a port libvirt takes a free one from the target's migration range for
   each migration; a fixed port allows only one incoming migration at a time.
-- ``hostname``: reported in :class:`HostFacts` instead of the daemon's host name.
-- ``domain_type``: ``kvm``, ``qemu`` (TCG) or ``auto`` (default: kvm when the host offers it).
+- ``hostname``: reported in :class:`HostFacts` instead of the daemon's host name; ``domain_type``: ``kvm``,
+  ``qemu`` (TCG) or ``auto`` (default: kvm when the host offers it).
 - ``migrate_bandwidth_mib``: bandwidth cap of outgoing migrations in MiB/s.
 - ``connect_timeout``: seconds to wait for a connection to open (default 10); then :class:`ConnectionFailed`
   (code ``CONNECT_TIMEOUT``). For ``qemu+ssh`` URIs it is also ssh's ``ConnectTimeout``.
@@ -32,8 +32,14 @@ Disks, seeds, consoles (:mod:`agents.libvirt_disks`, :mod:`agents.libvirt_storag
   address the console proxy connects to (default ``vnc_listen``; with a wildcard listen, the URI's host).
 - ``serial_log``: ``true`` (default) or ``false``: the guest's serial console goes to
   ``<vm_id>-console.log`` in the root disk's pool.
-- ``nic``: the guest's NIC: ``user`` (libvirt user-mode networking, virtio; the default on ``/session``
-  URIs) or ``none`` (the default elsewhere until bridged networks arrive).
+- ``nic``: the NIC of a spec without ``nics``: ``user`` (libvirt user-mode networking, virtio; the default on
+  ``/session`` URIs) or ``none`` (the default elsewhere).
+
+Networks (:mod:`agents.libvirt_nics`; the firewall: :mod:`agents.libvirt_firewall`, nftables via ssh or locally):
+
+- ``bridges``: ``PHYSNET=TEMPLATE[,...]``, TEMPLATE a bridge name with ``{segment}`` (``tenants=br-vlan{segment}``:
+  a bridge per VLAN, made by Ansible). Each ``NicSpec`` becomes a virtio ``<interface type='bridge'>`` with its
+  MAC, in order (the first is eth0). No template or no bridge: ``DriverError`` ``NO_BRIDGE`` from create/start.
 
 Operation deadlines stay per call: ``stop(timeout_s=...)`` and ``migrate(timeout_s=...)``. A spec without disks
 makes a diskless domain (its disk size only recorded); ``delete`` removes a domain's root disk, seed and console
@@ -51,27 +57,31 @@ from typing import Any, TypeVar
 
 from agents import libvirt_disks as disks
 from agents import libvirt_domains as domains
+from agents import libvirt_firewall as nft
 from agents import libvirt_migrate_disks as moving
+from agents import libvirt_nics as netdev
 from agents.base import (
     ConsoleEndpoint,
     DiskInfo,
     DiskSpec,
     DomainInfo,
     DomainState,
+    FirewallSpec,
     HostFacts,
     HostUsage,
     HypervisorDriver,
     MigrationResult,
+    NicSpec,
     ProgressCallback,
     VMSpec,
 )
-from agents.errors import AlreadyExists, DriverError, InvalidState, NotFound
+from agents.errors import AlreadyExists, InvalidState, NotFound
 from agents.libvirt_conn import ConnectSettings, call, drop
 from agents.libvirt_errors import map_error
-from agents.libvirt_migrate import run_migration
+from agents.libvirt_migrate import move
 from agents.libvirt_options import parse_options
 from agents.libvirt_uri import validate_qemu_uri
-from agents.libvirt_xml import OurMetadata, check_vm_id, domain_xml, host_uuid, supports_kvm
+from agents.libvirt_xml import NicRef, OurMetadata, check_vm_id, domain_xml, host_uuid, supports_kvm
 
 T = TypeVar("T")
 POLL_S = 0.1  # how often stop() and migrate() look at the domain / job
@@ -171,22 +181,27 @@ class LibvirtDriver:
     # -- lifecycle -----------------------------------------------------------------------------
 
     def create(self, spec: VMSpec) -> DomainInfo:
-        """Define the domain, then make its files (each step idempotent: a retry completes a partial one)."""
+        """Define the domain, then make its files (each step idempotent: a retry completes a partial one).
+        ``spec.firewall`` is not applied here: the control plane calls :meth:`set_firewall` before start."""
         check_vm_id(spec.vm_id)
         layout, refs = disks.layout_for(spec, self.opts) if spec.disks else (None, ())
+        bridged = netdev.bridges_for(spec.nics, self.opts, self.uri)
 
         def create(conn: Any) -> DomainInfo:
             dom = self._lookup(conn, spec.vm_id)
             if dom is None:
                 try:
-                    dom = conn.defineXML(domain_xml(spec, self._type(conn), layout=layout, volumes=refs))
+                    xml = domain_xml(spec, self._type(conn), layout=layout, volumes=refs, bridged=bridged)
+                    dom = conn.defineXML(xml)
                 except self._lv().libvirtError:
                     dom = self._lookup(conn, spec.vm_id)  # a concurrent create won: compare below
                     if dom is None:
                         raise
             ours = self._ours(dom)
-            wanted = (spec.tenant_id, spec.vcpus, spec.ram_mib, spec.disk_gib, refs[0] if refs else None)
-            if ours is None or (ours.tenant_id, ours.vcpus, ours.ram_mib, ours.disk_gib, ours.root) != wanted:
+            wanted = (spec.tenant_id, spec.vcpus, spec.ram_mib, spec.disk_gib, refs[0] if refs else None,
+                      tuple(NicRef.of(n) for n in spec.nics))  # fmt: skip
+            if ours is None or (ours.tenant_id, ours.vcpus, ours.ram_mib, ours.disk_gib, ours.root,
+                                ours.nics) != wanted:  # fmt: skip
                 owner = "not created by Confluencia" if ours is None else "with a different spec"
                 msg = f"domain {spec.vm_id!r} already exists on {self.uri} ({owner})"
                 raise AlreadyExists(msg, host=self.uri, code="DOM_EXIST")
@@ -200,11 +215,17 @@ class LibvirtDriver:
         def start(conn: Any) -> DomainInfo:
             dom = self._require(conn, vm_id)
             if not dom.isActive():
+                nics = ours.nics if (ours := self._ours(dom)) else ()
+                bridges = netdev.bridges_of(dom.XMLDesc(self._lv().VIR_DOMAIN_XML_INACTIVE)) if nics else {}
+                netdev.check_domain(bridges, nics, self.uri)  # a local host: no guest without its network
                 try:
                     dom.create()
-                except self._lv().libvirtError:
+                except self._lv().libvirtError as exc:
                     if not dom.isActive():  # "already running" after a race is fine
-                        raise
+                        mapped = netdev.mapped_failure(exc, bridges, nics, self.uri)
+                        if mapped is None:
+                            raise
+                        raise mapped from exc
             return self._info(dom)
 
         return self._call(start, f"start {vm_id}")
@@ -299,27 +320,10 @@ class LibvirtDriver:
             raise NotFound(f"domain {vm_id!r} is on neither {self.uri} nor {target.uri}", host=self.uri)
         if dst_active:
             raise AlreadyExists(f"domain {vm_id!r} runs on both hosts", host=target.uri, code="DOM_EXIST")
-        # a domain with disks: its files on the target first (None: diskless)
-        files = moving.Files.prepare(self._call, target._call, src_dom, self.opts.storage, target.opts.storage,
-                                     self.uri, f"migrate {vm_id}")  # fmt: skip
-        try:
-            run_migration(
-                src_dom,
-                dst_conn,
-                migrate_uri=target.options.get("migrate_uri"),
-                bandwidth_mib=int(self.options.get("migrate_bandwidth_mib", "0")),
-                timeout_s=timeout_s,
-                progress=progress,
-                host=self.uri,
-                extra_flags=files.flags if files else 0,
-                extra_params=files.params if files else None,
-            )
-        except DriverError:
-            if files is not None:
-                files.undo()
-            raise
-        if files is not None:
-            files.finish()
+        move(self._call, target._call, vm_id, src_dom, dst_conn, src=self.opts, dst=target.opts,
+             src_uri=self.uri, dst_uri=target.uri, migrate_uri=target.options.get("migrate_uri"),
+             bandwidth_mib=int(self.options.get("migrate_bandwidth_mib", "0")), timeout_s=timeout_s,
+             progress=progress)  # fmt: skip
         return MigrationResult(vm_id, self.uri, target.uri, time.monotonic() - started)
 
     def _look(self, conn: Any, vm_id: str) -> tuple[Any | None, bool]:
@@ -349,8 +353,6 @@ class LibvirtDriver:
 
         return self._call(busy, f"migration job of {vm_id}")
 
-    # -- disks, size, console ----------------------------------------------------------------------
-
     def attach_disk(self, vm_id: str, disk: DiskSpec) -> DiskInfo:
         return self._call(lambda conn: disks.attach(conn, self._require(conn, vm_id), self.opts, disk, self.uri),
                           f"attach {disk.volume_id} to {vm_id}")  # fmt: skip
@@ -379,6 +381,16 @@ class LibvirtDriver:
     def console(self, vm_id: str) -> ConsoleEndpoint:
         return self._call(lambda conn: disks.console(self._require(conn, vm_id), self.opts, self.uri),
                           f"console of {vm_id}")  # fmt: skip
+
+    def set_firewall(self, vm_id: str, nics: tuple[NicSpec, ...], firewall: FirewallSpec) -> None:
+        check_vm_id(vm_id)
+        for nic in nics:  # a host that cannot realise the segment cannot have the VM either
+            self.opts.bridge_for(nic.physnet, nic.segment, self.uri)
+        nft.apply(self.uri, vm_id, nics, firewall, self.settings)
+
+    def clear_firewall(self, vm_id: str) -> None:
+        check_vm_id(vm_id)
+        nft.clear(self.uri, vm_id, self.settings)
 
     def close(self) -> None:
         """Drop this host's cached connection (it is re-opened on the next call)."""

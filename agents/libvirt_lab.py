@@ -1,21 +1,22 @@
 """A libvirt test lab on one machine: N session daemons, each a separate "host".
 
-Every lab host is an unprivileged Unix user (``cflab1`` .. ``cflabN``) running its own ``libvirtd``
-session daemon with its own ``host_uuid``, reachable by root at
-``qemu:///session?socket=/tmp/run-USER/libvirt/libvirt-sock``. Guests are tiny TCG QEMU domains, so no
-KVM is needed. Live migration between lab hosts goes over loopback: the driver option ``migrate_uri`` is
-``tcp://127.0.0.1`` and each daemon takes incoming-migration ports from a range of its own
-(``migration_port_min/max`` in its ``qemu.conf``), so the daemons never hand out the same port and one host
-can receive several migrations at once. Each daemon also gets a VNC port range of its own.
+Every lab host is an unprivileged Unix user (``cflab1`` .. ``cflabN``) running its own ``libvirtd`` session
+daemon with its own ``host_uuid``, reachable by root at ``qemu:///session?socket=/tmp/run-USER/libvirt/libvirt-sock``.
+Guests are tiny TCG QEMU domains (no KVM). Live migration between lab hosts goes over loopback (``migrate_uri``
+``tcp://127.0.0.1``); each daemon takes incoming-migration and VNC ports from ranges of its own (its
+``qemu.conf``), so the daemons never hand out the same port and one host can receive several migrations at once.
 
 Storage (:mod:`agents.libvirt_lab_storage`): the lab's users share one group; every daemon runs with it as a
 supplementary group and umask 002; the lab makes an image directory and a shared pool directory (setgid,
 2775) every host uses and a local pool directory per host. ``LabHost.driver_options`` names them (``pools``,
 ``shared_pools``, ``image_dir``).
 
-The lab records the PID (and kernel start time) of every daemon it starts in ``state_dir/state.json``;
-``down`` kills only those processes and the QEMU processes those daemons started, never anything else, and
-removes the storage directory it recorded there (one per lab prefix).
+The lab records the PID (and kernel start time) of every daemon it starts in ``state_dir/state.json``; ``down``
+kills only those processes and the QEMUs they started, and removes the storage directory it recorded there.
+
+Networks (:mod:`agents.libvirt_lab_network`): physnet ``tenants``, segments 1 to 6, each a bridge of this lab
+``<prefix>b<segment>`` (``cflabtb3``: lab ``cflabt``, segment 3; option ``bridges=tenants=<prefix>b{segment}``).
+``down`` removes only this lab's bridges, their ``/etc/qemu/bridge.conf`` lines and its nftables tables.
 Needs root (to create the users and start daemons as them), ``libvirtd`` and ``qemu-system-x86_64``.
 """
 
@@ -25,18 +26,19 @@ import contextlib
 import fcntl
 import json
 import os
-import pwd
 import shutil
 import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from agents.libvirt_errors import silence_libvirt
+from agents.libvirt_lab_network import LabNetwork
+from agents.libvirt_lab_procs import alive, helper_pids, owned_pids, proc_start, wait_gone
 from agents.libvirt_lab_storage import STORAGE_ROOT, LabStorage, ensure_user
 
 DEFAULT_PREFIX = "cflab"
@@ -66,10 +68,11 @@ class LabHost:
     pid: int | None = None
     pid_start: str | None = None  # /proc/PID/stat field 22: guards against PID reuse
     storage: dict[str, str] | None = None  # pools, shared_pools, image_dir (agents.libvirt_lab_storage)
+    network: dict[str, str] | None = None  # bridges (agents.libvirt_lab_network)
 
     @property
     def driver_options(self) -> dict[str, str]:
-        return {"migrate_uri": self.migrate_uri, **(self.storage or {})}
+        return {"migrate_uri": self.migrate_uri, **(self.storage or {}), **(self.network or {})}
 
 
 def missing_requirements() -> str | None:
@@ -84,20 +87,6 @@ def missing_requirements() -> str | None:
     except ImportError:
         return "libvirt-python is not installed (pip install -e '.[libvirt]')"
     return None
-
-
-def _proc_start(pid: int) -> str | None:
-    """Kernel start time of ``pid`` (stat field 22), None when the process is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    return None if fields[0] in ("Z", "X") else fields[19]  # a zombie is gone
-
-
-def _alive(pid: int | None, start: str | None) -> bool:
-    return pid is not None and start is not None and _proc_start(pid) == start
 
 
 class Lab:
@@ -118,6 +107,7 @@ class Lab:
         self.base_port = base_port
         self.state_file = self.state_dir / "state.json"
         self.storage = LabStorage.for_prefix(prefix, Path(storage_root))
+        self.network = LabNetwork(prefix)
 
     # -- description ---------------------------------------------------------------------------
 
@@ -135,6 +125,7 @@ class Lab:
             host_uuid=str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{user}.confluencia-lab")),
             migrate_uri="tcp://127.0.0.1",
             storage=self.storage.driver_options(user),
+            network=self.network.driver_options(),
         )
 
     def migration_ports(self, index: int) -> range:
@@ -160,8 +151,8 @@ class Lab:
         """One row per recorded host: its description, whether its daemon runs and answers."""
         rows = []
         for h in self.hosts():
-            alive = _alive(h.pid, h.pid_start)
-            rows.append({**asdict(h), "running": alive, "answers": alive and self._answers(h)})
+            running = alive(h.pid, h.pid_start)
+            rows.append({**asdict(h), "running": running, "answers": running and self._answers(h)})
         return rows
 
     # -- up ------------------------------------------------------------------------------------
@@ -195,6 +186,7 @@ class Lab:
         try:
             self._write_state(started)  # records the storage directory before it is made
             self.storage.create([ensure_user(h.name, h.home, HOME_ROOT).pw_name for h in self._described()])
+            self.network.create()
             for i in range(1, self.count + 1):
                 started.append(self._start_host(i))
                 self._write_state(started)
@@ -211,7 +203,7 @@ class Lab:
         hosts = self.hosts()
         for i, h in enumerate(hosts):
             if h.name == name:
-                if _alive(h.pid, h.pid_start):
+                if alive(h.pid, h.pid_start):
                     return h
                 hosts[i] = self._start_host(i + 1, fresh=False)
                 self._write_state(hosts)
@@ -222,9 +214,9 @@ class Lab:
     def kill_host(self, name: str, sig: int = signal.SIGKILL) -> None:
         """Kill one host's daemon (fault tests); its QEMU guests keep running, like a real crash."""
         for h in self.hosts():
-            if h.name == name and _alive(h.pid, h.pid_start) and h.pid is not None:
+            if h.name == name and alive(h.pid, h.pid_start) and h.pid is not None:
                 os.kill(h.pid, sig)
-                self._wait_gone(h.pid, h.pid_start, 10.0)
+                wait_gone(h.pid, h.pid_start, 10.0)
 
     def _start_host(self, index: int, *, fresh: bool = True) -> LabHost:
         h = self.describe(index)
@@ -271,7 +263,7 @@ class Lab:
                 stderr=log,
                 start_new_session=True,
             )
-        return LabHost(**{**asdict(h), "pid": proc.pid, "pid_start": _proc_start(proc.pid)})
+        return LabHost(**{**asdict(h), "pid": proc.pid, "pid_start": proc_start(proc.pid)})
 
     def _described(self) -> list[LabHost]:
         return [self.describe(i) for i in range(1, self.count + 1)]
@@ -310,7 +302,7 @@ class Lab:
     def _wait_answers(self, h: LabHost, deadline: float) -> None:
         silence_libvirt()
         while not self._answers(h):
-            if not _alive(h.pid, h.pid_start):
+            if not alive(h.pid, h.pid_start):
                 log = (self.state_dir / f"{h.name}.log").read_text(errors="replace")[-2000:]
                 raise LabError(f"libvirtd of {h.name} exited during start-up:\n{log}")
             if time.monotonic() > deadline:
@@ -324,75 +316,25 @@ class Lab:
         stopped: list[str] = []
         for h in self.hosts():
             run = Path(h.runtime_dir, "libvirt")
-            for qpid in self._owned_pids(h, run.joinpath("qemu", "run").glob("*.pid"), b"qemu"):
+            for qpid in owned_pids(h.name, run.joinpath("qemu", "run").glob("*.pid"), b"qemu"):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(qpid, signal.SIGKILL)
                 stopped.append(f"{h.name} guest pid {qpid}")
-            helpers = self._helper_pids(h)
-            if h.pid is not None and _alive(h.pid, h.pid_start):
+            helpers = helper_pids(h.name)
+            if h.pid is not None and alive(h.pid, h.pid_start):
                 os.kill(h.pid, signal.SIGTERM)
-                if not self._wait_gone(h.pid, h.pid_start, 10.0):
+                if not wait_gone(h.pid, h.pid_start, 10.0):
                     os.kill(h.pid, signal.SIGKILL)
-                    self._wait_gone(h.pid, h.pid_start, 5.0)
+                    wait_gone(h.pid, h.pid_start, 5.0)
                 stopped.append(f"{h.name} libvirtd pid {h.pid}")
             for hpid in helpers:  # spawned by the daemon for its guests' logs
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(hpid, signal.SIGTERM)
                 stopped.append(f"{h.name} helper pid {hpid}")
             shutil.rmtree(h.runtime_dir, ignore_errors=True)
+        self.network.remove({h.uri for h in [*self.hosts(), *self._described()]})  # this lab's names only
         if self._recorded_storage() is not None:  # only the directory this lab made (and recorded)
             self.storage.remove()
         with contextlib.suppress(FileNotFoundError):
             self.state_file.unlink()
         return stopped
-
-    @staticmethod
-    def _helper_pids(h: LabHost) -> list[int]:
-        """virtlogd/virtlockd spawned for this lab user's daemon (also by earlier runs of the same lab).
-
-        Lab users exist only for the lab, so a libvirt helper running as one was started by the lab.
-        """
-        uid = pwd.getpwnam(h.name).pw_uid
-        pids = []
-        for proc in Path("/proc").iterdir():
-            if not proc.name.isdigit():
-                continue
-            try:
-                if proc.stat().st_uid != uid:
-                    continue
-                argv0 = (proc / "cmdline").read_bytes().split(b"\0")[0]
-            except OSError:
-                continue
-            if os.path.basename(argv0) in (b"virtlogd", b"virtlockd"):
-                pids.append(int(proc.name))
-        return pids
-
-    @staticmethod
-    def _owned_pids(h: LabHost, pidfiles: Iterable[Path], needle: bytes) -> list[int]:
-        """Processes started by this host's daemon: pid files in its run dir, owned by its user."""
-        pids = []
-        uid = pwd.getpwnam(h.name).pw_uid
-        for pidfile in pidfiles:
-            try:
-                pid = int(pidfile.read_text().strip())
-                status = Path(f"/proc/{pid}/status").read_text()
-                cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-            except (OSError, ValueError):
-                continue
-            owner = next((line.split()[1] for line in status.splitlines() if line.startswith("Uid:")), "")
-            if owner == str(uid) and needle in cmd:
-                pids.append(pid)
-        return pids
-
-    @staticmethod
-    def _wait_gone(pid: int, start: str | None, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)  # reap it when it is our child
-            if not _alive(pid, start):
-                break
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.05)  # polling for the process to exit
-        return True

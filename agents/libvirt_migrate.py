@@ -1,4 +1,5 @@
-"""Run one libvirt migration with a deadline (``abortJob``) and progress (``jobStats``)."""
+"""Run one libvirt migration with a deadline (``abortJob``) and progress (``jobStats``); :func:`move` with the
+domain's NICs (:mod:`agents.libvirt_nics`) and files (:mod:`agents.libvirt_migrate_disks`) on the target."""
 
 from __future__ import annotations
 
@@ -7,9 +8,13 @@ import threading
 import time
 from typing import Any
 
+from agents import libvirt_migrate_disks as moving
+from agents import libvirt_nics as netdev
 from agents.base import ProgressCallback
 from agents.errors import DriverError, OperationTimeout
+from agents.libvirt_domains import metadata_of
 from agents.libvirt_errors import map_error
+from agents.libvirt_options import DriverOptions
 
 POLL_S = 0.1
 
@@ -91,3 +96,30 @@ def run_migration(
     if isinstance(error, lv.libvirtError):
         raise map_error(error, host, f"migrate {dom.name()}") from error
     raise DriverError(f"migration of {dom.name()} failed: {error}", host=host) from error
+
+
+def move(src_call: moving.Call, dst_call: moving.Call, vm_id: str, dom: Any, dest_conn: Any, *, src: DriverOptions,
+         dst: DriverOptions, src_uri: str, dst_uri: str, migrate_uri: str | None, bandwidth_mib: int,
+         timeout_s: float, progress: ProgressCallback | None) -> None:  # fmt: skip
+    """Migrate ``dom`` (checked by the driver: on the source only): its NICs on the target's bridges of the same
+    segments (checked first, ``NO_BRIDGE``; the destination XML rewritten when the names differ), then its files
+    on the target (a domain with disks), then :func:`run_migration`; the target's files are undone on failure,
+    the source's removed on success."""
+    context = f"migrate {vm_id}"
+    nics = ours.nics if (ours := src_call(lambda _c: metadata_of(dom), context)) else ()
+    bridges, renames = src_call(lambda _c: netdev.plan_move(dom, nics, dst, dst_uri), context)
+    files = moving.Files.prepare(src_call, dst_call, dom, src.storage, dst.storage, src_uri, context)
+    try:
+        params = src_call(lambda _c: netdev.migration_params(dom, files.params if files else {}, renames), context)
+        run_migration(dom, dest_conn, migrate_uri=migrate_uri, bandwidth_mib=bandwidth_mib, timeout_s=timeout_s,
+                      progress=progress, host=src_uri, extra_flags=files.flags if files else 0,
+                      extra_params=params)  # fmt: skip
+    except DriverError as exc:
+        if files is not None:
+            files.undo()
+        mapped = netdev.mapped_failure(exc, bridges, nics, dst_uri)
+        if mapped is None:
+            raise
+        raise mapped from exc
+    if files is not None:
+        files.finish()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os.path
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from agents.errors import DriverError
@@ -19,10 +19,12 @@ DEFAULT_IMAGE_DIR = "/var/lib/libvirt/images/confluencia-images"
 POOL_PREFIX = "confluencia-"  # libvirt pool name = POOL_PREFIX + our pool name
 IMAGE_POOL = "images"  # our name of the image pool (libvirt: confluencia-images); not a disk pool
 POOL_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}$")
-NIC_MODES = ("user", "none")  # a later issue adds bridges: "bridge:NAME"
+NIC_MODES = ("user", "none")  # the NIC of a spec without NicSpecs (NicSpecs: bridges, agents.libvirt_nics)
+PHYSNET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+BRIDGE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")  # a Linux interface name (IFNAMSIZ - 1)
 OPTIONS = (
     "migrate_uri", "hostname", "domain_type", "migrate_bandwidth_mib",
-    "pools", "shared_pools", "image_dir", "vnc_listen", "console_host", "serial_log", "nic",
+    "pools", "shared_pools", "image_dir", "vnc_listen", "console_host", "serial_log", "nic", "bridges",
     *ConnectSettings.OPTIONS,
 )  # fmt: skip
 
@@ -61,6 +63,21 @@ class DriverOptions:
     console_host: str
     serial_log: bool
     nic: str  # one of NIC_MODES
+    bridges: dict[str, str] = field(default_factory=dict)  # physnet -> bridge name template with {segment}
+
+    def bridge_for(self, physnet: str, segment: int, host: str) -> str:
+        """The bridge of ``segment`` on ``physnet`` here; ``DriverError`` (``NO_BRIDGE``) when there is none."""
+        template = self.bridges.get(physnet)
+        if template is None:
+            known = ", ".join(sorted(self.bridges)) or "none"
+            raise DriverError(f"physnet {physnet!r} has no bridge on {host} (option bridges; physnets: {known})",
+                              host=host, code="NO_BRIDGE")  # fmt: skip
+        valid = isinstance(segment, int) and not isinstance(segment, bool) and segment >= 0
+        name = template.format(segment=segment) if valid else ""
+        if not BRIDGE_RE.match(name):
+            raise DriverError(f"segment {segment!r} of physnet {physnet!r} makes no valid bridge name ({name!r}) "
+                              f"on {host}", host=host, code="NO_BRIDGE")  # fmt: skip
+        return name
 
 
 def _pools(raw: str, uri: str) -> dict[str, str]:
@@ -75,6 +92,24 @@ def _pools(raw: str, uri: str) -> dict[str, str]:
                               code="INVALID_ARG")  # fmt: skip
         pools[name] = os.path.normpath(path)
     return pools
+
+
+def _bridges(raw: str, uri: str) -> dict[str, str]:
+    """``PHYSNET=TEMPLATE[,PHYSNET=TEMPLATE...]``, each TEMPLATE a bridge name with ``{segment}``."""
+    out: dict[str, str] = {}
+    for item in (p.strip() for p in raw.split(",") if p.strip()):
+        physnet, sep, template = (x.strip() for x in item.partition("="))
+        try:
+            example = template.format(segment=1)
+        except (KeyError, IndexError, ValueError):
+            example = ""
+        if not sep or not PHYSNET_RE.match(physnet) or "{segment}" not in template or not BRIDGE_RE.match(example):
+            raise DriverError(f"option bridges: {item!r} is not PHYSNET=TEMPLATE with {{segment}} in a bridge name",
+                              host=uri, code="INVALID_ARG")  # fmt: skip
+        if physnet in out:
+            raise DriverError(f"option bridges: physnet {physnet!r} given twice", host=uri, code="INVALID_ARG")
+        out[physnet] = template
+    return out
 
 
 def _flag(options: Mapping[str, str], name: str, default: bool, uri: str) -> bool:
@@ -118,4 +153,5 @@ def parse_options(options: Mapping[str, str], uri: str) -> DriverOptions:
         console_host=console_host,
         serial_log=_flag(options, "serial_log", True, uri),
         nic=nic,
+        bridges=_bridges(options.get("bridges", ""), uri),
     )

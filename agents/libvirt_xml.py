@@ -12,9 +12,9 @@ import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, replace
 
-from agents.base import VMSpec
+from agents.base import NicSpec, VMSpec
 from agents.errors import DriverError
-from agents.libvirt_devices import Layout, device_elements
+from agents.libvirt_devices import Layout, bridge_elements, device_elements
 
 METADATA_NS = "https://confluencia.dev/xmlns/libvirt-domain/1"
 METADATA_PREFIX = "confluencia"
@@ -32,6 +32,21 @@ class VolumeRef:
 
 
 @dataclass(frozen=True)
+class NicRef:
+    """One NIC of a domain in our metadata: our port id, its MAC (lower case) and its segment on a physnet (the
+    bridge is this host's realisation of it: a migration target may name it differently)."""
+
+    port_id: str
+    mac: str
+    physnet: str
+    segment: int
+
+    @classmethod
+    def of(cls, nic: NicSpec) -> NicRef:
+        return cls(nic.port_id, nic.mac.lower(), nic.physnet, nic.segment)
+
+
+@dataclass(frozen=True)
 class OurMetadata:
     vm_id: str
     tenant_id: str
@@ -41,11 +56,12 @@ class OurMetadata:
     disk_gib: int
     image: str | None = None
     volumes: tuple[VolumeRef, ...] = ()  # root first, then data volumes
+    nics: tuple[NicRef, ...] = ()  # in guest order (eth0 first)
 
     @classmethod
     def of(cls, spec: VMSpec, volumes: tuple[VolumeRef, ...] = ()) -> OurMetadata:
         return cls(spec.vm_id, spec.tenant_id, spec.name, spec.vcpus, spec.ram_mib, spec.disk_gib, spec.image,
-                   volumes)  # fmt: skip
+                   volumes, tuple(NicRef.of(n) for n in spec.nics))  # fmt: skip
 
     @property
     def root(self) -> VolumeRef | None:
@@ -91,6 +107,10 @@ def metadata_xml(meta: OurMetadata | VMSpec) -> str:
         vols = ET.SubElement(root, "volumes")
         for ref in meta.volumes:
             ET.SubElement(vols, "volume", pool=ref.pool, name=ref.name).text = ref.volume_id
+    if meta.nics:
+        nics = ET.SubElement(root, "nics")
+        for nic in meta.nics:
+            ET.SubElement(nics, "nic", mac=nic.mac, physnet=nic.physnet, segment=str(nic.segment)).text = nic.port_id
     return ET.tostring(root, encoding="unicode")
 
 
@@ -100,9 +120,11 @@ def domain_xml(
     arch: str = "x86_64",
     layout: Layout | None = None,
     volumes: tuple[VolumeRef, ...] = (),
+    bridged: tuple[tuple[str, str], ...] = (),
 ) -> str:
     """A minimal diskless domain (the disk size is recorded in our metadata only), or with ``layout`` (a
-    spec with disks) one that boots from its root disk with its volumes, seed, console and NIC."""
+    spec with disks) one that boots from its root disk with its volumes, seed, console and NIC. ``bridged``:
+    ``(bridge, MAC)`` of the spec's NICs on segments (they replace the layout's default NIC)."""
     check_vm_id(spec.vm_id)
     if spec.vcpus < 1 or spec.ram_mib < 1 or spec.disk_gib < 0:
         raise DriverError(f"invalid VM size in {spec!r}", code="INVALID_ARG")
@@ -129,7 +151,9 @@ def domain_xml(
     ET.SubElement(dom, "on_crash").text = "destroy"
     devices = ET.SubElement(dom, "devices")
     if layout is not None:
-        devices.extend(device_elements(layout))
+        devices.extend(device_elements(replace(layout, bridged=bridged) if bridged else layout))
+    else:
+        devices.extend(bridge_elements(bridged))
     ET.SubElement(devices, "memballoon", model="none")
     ET.register_namespace(METADATA_PREFIX, METADATA_NS)
     return ET.tostring(dom, encoding="unicode")
@@ -160,7 +184,12 @@ def parse_metadata(text: str) -> OurMetadata | None:
     vm_id, tenant = field("vm-id"), field("tenant-id")
     if not vm_id or not tenant:
         return None
+    nics_el = find(root, "nics")
     try:
+        nics = tuple(
+            NicRef(n.text or "", n.get("mac", ""), n.get("physnet", ""), int(n.get("segment", "")))
+            for n in (nics_el.findall("*") if nics_el is not None else [])
+        )
         return OurMetadata(
             vm_id=vm_id,
             tenant_id=tenant,
@@ -170,6 +199,7 @@ def parse_metadata(text: str) -> OurMetadata | None:
             disk_gib=int(field("disk-gib") or 0),
             image=field("image"),
             volumes=volumes,
+            nics=nics,
         )
     except ValueError:
         return None

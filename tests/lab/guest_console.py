@@ -22,6 +22,9 @@ The guest's ``/init`` (``guest_init.sh``) writes lines ``CONFLUENCIA-GUEST <word
     gateway=<addr>                        when network-config gave one
     listen=tcp:7 echo  listen=tcp:80 http services started when the NIC has an address
     disks=<name>:<bytes>,...              /sys/block entries (loop/ram left out), sorted by name
+    probe=<round> ping:<addr> ok|fail     with an address and /etc/confluencia/probes (lines "ping ADDR" or
+    probe=<round> tcp:<addr>:<port> ok|fail   "tcp ADDR PORT", an echo server): every probe in rounds, 1 s
+                                          apart, from the moment the address is set (interleaved with ticks)
     ready
     tick <n>                              every second from ready on, n = 1, 2, ...
     disks=...                             again whenever the set or a size changed (checked every 3 s)
@@ -96,6 +99,21 @@ class GuestReport:
     def last_tick(self) -> int:
         ticks = self.ticks
         return ticks[-1] if ticks else 0
+
+    def probes(self, target: str) -> list[tuple[int, bool]]:
+        """``(round, ok)`` of each result of the probe ``target`` (``ping:ADDR``, ``tcp:ADDR:PORT``), in order."""
+        out = []
+        for value in self.all("probe"):
+            rnd, _, rest = value.partition(" ")
+            name, _, result = rest.partition(" ")
+            if name == target and rnd.isdigit():
+                out.append((int(rnd), result == "ok"))
+        return out
+
+    @property
+    def last_probe_round(self) -> int:
+        rounds = [int(v.partition(" ")[0]) for v in self.all("probe") if v.partition(" ")[0].isdigit()]
+        return max(rounds, default=0)
 
     @property
     def disks(self) -> dict[str, int]:

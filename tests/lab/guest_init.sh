@@ -4,6 +4,7 @@
 #   CONFLUENCIA-GUEST key=value      (value runs to the end of the line)
 #   CONFLUENCIA-GUEST ready          (seed applied, services up)
 #   CONFLUENCIA-GUEST tick N         (every second from ready on)
+#   CONFLUENCIA-GUEST probe=R KIND:TARGET ok|fail   (round R of the probes in /etc/confluencia/probes)
 # The protocol is documented and parsed in tests/lab/guest_console.py; keep both in step.
 /bin/busybox mkdir -p /proc /sys /dev /tmp /run /root/.ssh /seed /www /etc/acpi/PWRF
 /bin/busybox --install -s /bin
@@ -188,9 +189,35 @@ network() {
 		httpd -p 80 -h /www
 		say "listen=tcp:7 echo"
 		say "listen=tcp:80 http"
+		[ -f /etc/confluencia/probes ] && probes </dev/null &
 	else
 		say "address=none"
 	fi
+}
+
+# probes: each line of /etc/confluencia/probes (written by the seed's write_files) is "ping ADDR" or
+# "tcp ADDR PORT" (a line sent to an echo server must come back); all are tried in rounds, a second apart,
+# from the moment the NIC has its address, and each result is reported with its round number
+probes() {
+	r=0
+	while :; do
+		r=$((r + 1))
+		while read -r kind addr port; do
+			case "$kind" in
+			ping)
+				res=fail
+				ping -c 1 -W 1 "$addr" >/dev/null 2>&1 && res=ok
+				say "probe=$r ping:$addr $res"
+				;;
+			tcp)
+				res=fail
+				[ "$(echo "probe-$r" | nc -w 1 "$addr" "$port" 2>/dev/null)" = "probe-$r" ] && res=ok
+				say "probe=$r tcp:$addr:$port $res"
+				;;
+			esac
+		done </etc/confluencia/probes
+		sleep 1
+	done
 }
 
 disks() {

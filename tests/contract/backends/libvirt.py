@@ -10,7 +10,9 @@ from contextlib import contextmanager
 import pytest
 
 from agents.base import HypervisorDriver, VMSpec
+from agents.libvirt_firewall import listing
 from agents.libvirt_lab import missing_requirements
+from agents.libvirt_lab_network import PHYSNET, SEGMENTS
 from tests.contract.backends import ContractBackend, HostPair
 
 FOREIGN_XML = """<domain type='qemu'><name>{name}</name><memory unit='MiB'>32</memory><vcpu>1</vcpu>
@@ -98,6 +100,9 @@ def _open(config: pytest.Config) -> Iterator[HostPair]:
             ],
             image=image,
             pool=LOCAL_POOL,  # each host's own disks: migrations copy them (shared pools: tests/integration)
+            physnet=PHYSNET,  # the lab's bridges: one per segment, shared by the lab's hosts
+            segments=tuple(SEGMENTS[:3]),
+            firewall_of=lambda driver, vm_id: listing(driver.uri, vm_id),  # its nftables chains on that host
         )
     finally:
         a.close()
