@@ -65,6 +65,8 @@ class NetConfig:
     gateway: str | None = None
     nameservers: tuple[str, ...] = ()
     mac: str | None = None
+    address6: str | None = None  # an IPv6 address with its prefix, e.g. "fd00:20::5054:ff:fe12:3456/64"
+    gateway6: str | None = None
 
 
 @dataclass(frozen=True)

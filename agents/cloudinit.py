@@ -53,6 +53,10 @@ def _ethernet(index: int, net: NetConfig) -> dict[str, Any]:
             eth["routes"] = [{"to": "default", "via": net.gateway}]
     else:
         eth["dhcp4"] = True
+    if net.address6:
+        eth.setdefault("addresses", []).append(net.address6)
+        if net.gateway6:
+            eth.setdefault("routes", []).append({"to": "::/0", "via": net.gateway6})
     if net.nameservers:
         eth["nameservers"] = {"addresses": list(net.nameservers)}
     return eth

@@ -43,13 +43,17 @@ def encode_sshkeys(keys: tuple[str, ...]) -> str:
 
 
 def ipconfig(net: NetConfig) -> str:
-    """``ip=dhcp`` or ``ip=10.0.0.5/24,gw=10.0.0.1`` (``ip6=``/``gw6=`` for an IPv6 address)."""
+    """``ip=dhcp`` or ``ip=10.0.0.5/24,gw=10.0.0.1`` (``ip6=``/``gw6=`` for an IPv6 address), plus
+    ``ip6=``/``gw6=`` for the NIC's own IPv6 address when it has one."""
     if net.address is None:
-        return "ip=dhcp"
-    six = ipaddress.ip_interface(net.address).version == 6
-    out = f"{'ip6' if six else 'ip'}={net.address}"
-    if net.gateway:
-        out += f",{'gw6' if six else 'gw'}={net.gateway}"
+        out = "ip=dhcp"
+    else:
+        six = ipaddress.ip_interface(net.address).version == 6
+        out = f"{'ip6' if six else 'ip'}={net.address}"
+        if net.gateway:
+            out += f",{'gw6' if six else 'gw'}={net.gateway}"
+    if net.address6:
+        out += f",ip6={net.address6}" + (f",gw6={net.gateway6}" if net.gateway6 else "")
     return out
 
 

@@ -17,7 +17,8 @@ class NetworkCreate(StrictSchema):
     dns = fields.List(fields.String(validate=ADDRESS), validate=validate.Length(max=4))
     allocation_start = fields.String(validate=ADDRESS, metadata={"description": "Default: after the gateway"})
     allocation_end = fields.String(validate=ADDRESS, metadata={"description": "Default: the last host address"})
-    cidr6 = fields.String(validate=validate.Length(max=64), metadata={"description": "Optional IPv6 subnet"})
+    cidr6 = fields.String(validate=validate.Length(max=64), metadata={
+        "description": "Optional IPv6 /64: each port also gets the address its MAC makes there (EUI-64)"})
     gateway6 = fields.String(validate=ADDRESS)
     description = fields.String(validate=validate.Length(max=500), allow_none=True)
     kind = fields.String(validate=validate.OneOf(["private", "provider"]), metadata={
@@ -79,6 +80,8 @@ class Port(Schema):
     device_index = fields.Integer(allow_none=True)
     mac = fields.String()
     address = fields.String()
+    address6 = fields.String(allow_none=True, metadata={"description": "On a network with an IPv6 subnet: from "
+                                                                       "the MAC (EUI-64)"})
     reserved = fields.Boolean(metadata={"description": "Made on its own: kept (with its address) when its VM goes"})
     created_at = fields.DateTime()
 

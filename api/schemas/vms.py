@@ -62,6 +62,7 @@ class NicOut(Schema):
     port_id = fields.String(attribute="id")
     network_id = fields.String()
     address = fields.String()
+    address6 = fields.String(allow_none=True)
     mac = fields.String()
 
 

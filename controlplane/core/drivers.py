@@ -74,7 +74,8 @@ def cloud_init_of(vm: VM) -> CloudInit | None:
     net: dict[str, object] = vm.network or {}
     networks: tuple[NetConfig, ...] = tuple(
         NetConfig(address=with_prefix(p.address, n.cidr), gateway=n.gateway, nameservers=tuple(n.dns or ()),
-                  mac=p.mac) for p, n in vm_ports(vm.id))
+                  mac=p.mac, address6=with_prefix(p.address6, n.cidr6) if p.address6 and n.cidr6 else None,
+                  gateway6=n.gateway6) for p, n in vm_ports(vm.id))
     if not networks and net.get("address"):
         servers = net.get("nameservers")
         networks = (NetConfig(address=str(net["address"]),

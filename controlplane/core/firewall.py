@@ -21,13 +21,21 @@ def vm_ports(vm_id: str) -> list[tuple[Port, Network]]:
 
 def nics_of(vm_id: str) -> tuple[NicSpec, ...]:
     return tuple(NicSpec(port_id=p.id, mac=p.mac, physnet=n.physnet, segment=n.segment,
-                         addresses=(with_prefix(p.address, n.cidr),)) for p, n in vm_ports(vm_id))
+                         addresses=(with_prefix(p.address, n.cidr),) + ((with_prefix(p.address6, n.cidr6),)
+                                                                        if p.address6 and n.cidr6 else ()))
+                 for p, n in vm_ports(vm_id))
 
 
 def group_addresses(group_id: str) -> list[str]:
-    rows = db.session.execute(select(Port.address).join(PortSecurityGroup, PortSecurityGroup.port_id == Port.id)
+    rows = db.session.execute(select(Port.address, Port.address6)
+                              .join(PortSecurityGroup, PortSecurityGroup.port_id == Port.id)
                               .where(PortSecurityGroup.group_id == group_id, Port.vm_id.is_not(None)))
-    return sorted({f"{a}/32" if ":" not in a else f"{a}/128" for a in rows.scalars()})
+    out: set[str] = set()
+    for v4, v6 in rows:
+        out.add(f"{v4}/32")
+        if v6:
+            out.add(f"{v6}/128")
+    return sorted(out)
 
 
 def firewall_of(vm_id: str) -> FirewallSpec | None:

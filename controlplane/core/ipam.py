@@ -36,6 +36,7 @@ class Subnet:
 
 
 def parse_cidr(value: str, field: str = "cidr", version: int = 4) -> Net:
+    """A subnet in CIDR form; IPv6 subnets are /64 (addresses are made from the MAC, as SLAAC does)."""
     try:
         net = ipaddress.ip_network(value, strict=True)
     except ValueError:
@@ -44,6 +45,9 @@ def parse_cidr(value: str, field: str = "cidr", version: int = 4) -> Net:
                    ) from None
     if net.version != version:
         raise _bad(field, f"{value!r} is not an IPv{version} subnet.", f"{value!r} no es una subred IPv{version}.")
+    if version == 6 and net.prefixlen != 64:
+        raise _bad(field, f"{value!r}: IPv6 subnets are /64 (addresses come from the NICs' MACs).",
+                   f"{value!r}: las subredes IPv6 son /64 (las direcciones salen de las MAC de las interfaces).")
     limit = MAX_PREFIX_V4 if version == 4 else MAX_PREFIX_V6
     if net.prefixlen > limit:
         raise _bad(field, f"{value!r} is too small: use /{limit} or larger.",
@@ -106,3 +110,11 @@ def new_mac() -> str:
 
 def with_prefix(address: str, cidr: str) -> str:
     return f"{address}/{ipaddress.ip_network(cidr).prefixlen}"
+
+
+def eui64(cidr6: str, mac: str) -> str:
+    """The address a NIC with ``mac`` takes in the /64 ``cidr6`` (modified EUI-64, as SLAAC does)."""
+    net = ipaddress.IPv6Network(cidr6)
+    octets = bytes(int(b, 16) for b in mac.split(":"))
+    iid = bytes([octets[0] ^ 0x02]) + octets[1:3] + b"\xff\xfe" + octets[3:6]
+    return str(net.network_address + int.from_bytes(iid, "big"))

@@ -103,7 +103,7 @@ def network_view(n: Network) -> dict[str, Any]:
 
 
 def port_view(p: Port) -> dict[str, Any]:
-    return {"network_id": p.network_id, "vm_id": p.vm_id, "address": p.address, "mac": p.mac,
+    return {"network_id": p.network_id, "vm_id": p.vm_id, "address": p.address, "address6": p.address6, "mac": p.mac,
             "reserved": bool(p.reserved), "name": p.name}
 
 

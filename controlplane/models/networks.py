@@ -73,6 +73,7 @@ class Port(db.Model):  # type: ignore[name-defined]
     device_index: Mapped[int | None] = mapped_column(Integer, nullable=True)  # its NIC's place in the VM
     mac: Mapped[str] = mapped_column(String(17), nullable=False)
     address: Mapped[str] = mapped_column(String(45), nullable=False)  # without the prefix
+    address6: Mapped[str | None] = mapped_column(String(45), nullable=True)  # EUI-64 of the MAC in the /64
     reserved: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)  # made on its own: kept
     name: Mapped[str | None] = mapped_column(String(63), nullable=True)
     created_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"), nullable=True)

@@ -59,7 +59,7 @@ def allocate(net: Network, tenant_id: str, *, address: str | None = None, create
     while mac in macs:
         mac = ipam.new_mac()
     port = Port(network_id=net.id, tenant_id=tenant_id, mac=mac, address=chosen, reserved=reserved, name=name,
-                created_by=created_by)
+                created_by=created_by, address6=ipam.eui64(net.cidr6, mac) if net.cidr6 else None)
     db.session.add(port)
     db.session.flush()
     return port

@@ -3,6 +3,7 @@ networks and grants, address allocation and reservation, and every refusal chang
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 import pytest
@@ -153,3 +154,41 @@ def test_bad_addresses_and_foreign_networks_are_refused(app: Any, world: World, 
     assert_problem(world.admin_a.delete(f"/v1/networks/{lan['id']}"), 409, "conflict")  # it still has a port
     assert_problem(world.member_a.post("/v1/networks", json={"name": "m", "cidr": "10.9.0.0/24"}), 403)
     assert db_state(app) == before
+
+
+def test_an_ipv6_subnet_gives_every_port_its_eui64_address(app: Any, world: World, image_dirs):
+    from agents.simulated import open_datacenter
+    from agents.simulated_networks import firewall_of
+
+    image(world, image_dirs)
+    physnets(world, ["tenants"])
+    net = network(world.admin_a, "dual", "10.50.0.0/24", cidr6="fd00:50::/64", gateway6="fd00:50::1")
+    vm = server(world.admin_a, name="v6", networks=[{"network": "dual"}])
+    nic = vm["nics"][0]
+    mac = bytes(int(b, 16) for b in nic["mac"].split(":"))  # RFC 4291 appendix A: flip U/L, insert ff:fe
+    iid = bytes([mac[0] ^ 2]) + mac[1:3] + b"\xff\xfe" + mac[3:]
+    assert nic["address6"] == str(ipaddress.IPv6Address(bytes(8) + iid) + int(ipaddress.IPv6Address("fd00:50::")))
+    host = next(n for n, i in world.hosts.items() if i == vm["host_id"])
+    with open_datacenter().read() as tx:
+        seed = tx.domain(host, vm["id"]).metadata["cloud_init"]
+        fw = firewall_of(tx, host, vm["id"])
+    assert f'"address6": "{nic["address6"]}/64"' in seed and '"gateway6": "fd00:50::1"' in seed
+    assert fw is not None and f"{nic['address6']}/64" in fw["nics"][0]["addresses"]  # type: ignore[index]
+    assert {r["source"] for r in fw["firewall"]["rules"]} == {"10.50.0.2/32", f"{nic['address6']}/128"}  # type: ignore[index]
+    before = db_state(app)
+    problem = assert_problem(world.admin_a.post("/v1/networks", json={"name": "x", "cidr": "10.60.0.0/24",
+                                                                      "cidr6": "fd00:60::/48"}), 422)
+    assert "cidr6" in problem["errors"] and net["cidr6"] == "fd00:50::/64"
+    assert db_state(app) == before
+
+
+def test_the_seed_and_proxmox_carry_both_families():
+    from agents.base import CloudInit, NetConfig
+    from agents.cloudinit import network_config
+    from agents.proxmox_cloudinit import ipconfig
+
+    net = NetConfig(address="10.0.0.5/24", gateway="10.0.0.1", mac="52:54:00:aa:bb:cc",
+                    address6="fd00::5054:ff:feaa:bbcc/64", gateway6="fd00::1")
+    text = network_config(CloudInit(hostname="h", instance_id="i", networks=(net,)))
+    assert "- 10.0.0.5/24\n" in text and "- fd00::5054:ff:feaa:bbcc/64\n" in text and "via: fd00::1" in text
+    assert ipconfig(net) == "ip=10.0.0.5/24,gw=10.0.0.1,ip6=fd00::5054:ff:feaa:bbcc/64,gw6=fd00::1"

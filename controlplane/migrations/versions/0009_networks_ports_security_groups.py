@@ -54,6 +54,7 @@ def upgrade() -> None:
                     sa.Column('device_index', sa.Integer(), nullable=True),
                     sa.Column('mac', sa.String(length=17), nullable=False),
                     sa.Column('address', sa.String(length=45), nullable=False),
+                    sa.Column('address6', sa.String(length=45), nullable=True),
                     sa.Column('reserved', sa.Boolean(), nullable=False),
                     sa.Column('name', sa.String(length=63), nullable=True),
                     sa.Column('created_by', sa.String(length=36), nullable=True),
