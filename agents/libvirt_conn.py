@@ -25,6 +25,7 @@ How one host that stops answering is kept from wedging the others:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import math
@@ -178,6 +179,7 @@ class _Slot:
 _local = threading.local()
 _inflight: dict[str, _Attempt] = {}
 _inflight_lock = threading.Lock()
+_every_slot: weakref.WeakSet[_Slot] = weakref.WeakSet()  # closed at exit, while libvirt's module still works
 
 
 def _after_fork_in_child() -> None:
@@ -185,16 +187,30 @@ def _after_fork_in_child() -> None:
     _local = threading.local()  # the parent's connections (and helper threads) are not ours
     _inflight_lock = threading.Lock()
     _inflight.clear()
+    _every_slot.clear()
+
+
+def _close_at_exit() -> None:
+    """Close the connections still open: left to the garbage collector at interpreter exit, libvirt's
+    ``virConnect.__del__`` fails on its already-unloaded C module and prints a traceback per connection."""
+    for slot in list(_every_slot):
+        _close(slot.conn)
+        slot.conn = None
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_close_at_exit)
 
 
 def _slot(uri: str) -> _Slot:
     slots: dict[str, _Slot] | None = getattr(_local, "slots", None)
     if slots is None:
         slots = _local.slots = {}
-    return slots.setdefault(uri, _Slot())
+    slot = slots.get(uri)
+    if slot is None:
+        slot = slots[uri] = _Slot()
+        _every_slot.add(slot)
+    return slot
 
 
 def _alive(lv: Any, conn: Any) -> bool:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from agents import FirewallRule, FirewallSpec, NicSpec
+from agents import FirewallRule, FirewallSpec, HypervisorDriver, NicSpec
 from controlplane.core.ipam import with_prefix
+from controlplane.core.tx import transaction
 from controlplane.db import db
 from controlplane.models import Network, Port, PortSecurityGroup, SecurityRule
 
@@ -53,6 +54,22 @@ def firewall_of(vm_id: str) -> FirewallSpec | None:
                                    source=source))
     ordered = sorted(rules, key=lambda r: (r.protocol, r.port_min or 0, r.port_max or 0, r.source))
     return FirewallSpec(rules=tuple(ordered))
+
+
+def apply_firewall(drv: HypervisorDriver, vm_id: str, nics: tuple[NicSpec, ...], firewall: FirewallSpec | None,
+                   *, rounds: int = 5) -> None:
+    """Set the VM's firewall on ``drv``'s host, then read it from the database again and apply once more while it
+    changed meanwhile. Whoever applies last has therefore read after applying: a build or a ``host.firewall``
+    operation that read the groups before another VM joined cannot leave the older rules in place."""
+    for _ in range(rounds):
+        if not nics or firewall is None:
+            return
+        drv.set_firewall(vm_id, nics, firewall)
+        with transaction():
+            fresh = nics_of(vm_id), firewall_of(vm_id)
+        if fresh == (nics, firewall):
+            return
+        nics, firewall = fresh
 
 
 def physnets_by_vm(vm_ids: list[str] | None = None) -> dict[str, set[str]]:

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from controlplane.context import SYSTEM, Principal
 from controlplane.core.audit import audited, created
 from controlplane.core.drivers import driver_for
-from controlplane.core.firewall import firewall_of, nics_of
+from controlplane.core.firewall import apply_firewall, firewall_of, nics_of
 from controlplane.core.leases import Finished, finish_op, load_operation, start_op
 from controlplane.core.outbox import enqueue, new_operation
 from controlplane.core.quotas import lock_tenant
@@ -262,8 +262,8 @@ def run_host_firewall(op_id: str) -> None:
         plans = [(vm_id, nics_of(vm_id), firewall_of(vm_id)) for vm_id in vms]
         drv = driver_for(host) if host is not None else None
     for vm_id, nics, firewall in plans:
-        if drv is not None and nics and firewall is not None:
-            drv.set_firewall(vm_id, nics, firewall)  # transient errors: the runner retries the whole host
+        if drv is not None:  # transient errors: the runner retries the whole host
+            apply_firewall(drv, vm_id, nics, firewall)
     with transaction():
         op = load_operation(op_id)
         finish_op(op, True)

@@ -104,3 +104,27 @@ def test_groups_in_use_and_other_municipalities_groups(app: Any, world: World, l
     assert_problem(world.admin_b.post("/v1/security-groups/db/rules", json={"protocol": "icmp"}), 404)
     assert_problem(world.member_a.post("/v1/security-groups/db/rules", json={"protocol": "icmp"}), 403)
     assert db_state(app) == before
+
+
+def test_a_firewall_read_before_another_vm_joined_is_not_left_on_the_host(app: Any, world: World,
+                                                                           lan: dict[str, Any]):  # noqa: F811
+    """A build (or host.firewall operation) that read the groups before b joined and applies after b's own
+    update must not leave a's older rules in place: the applier reads again after applying."""
+    from agents import FirewallRule, FirewallSpec
+    from controlplane.core.drivers import driver_for
+    from controlplane.core.firewall import apply_firewall, nics_of
+    from controlplane.core.tx import transaction
+    from controlplane.db import db
+    from controlplane.models import Host
+
+    a = server(world.admin_a, name="a", networks=[{"network": "lan"}])
+    server(world.admin_a, name="b", networks=[{"network": "lan"}])
+    settled(world)
+    members = {("any", None, None, "10.20.0.2/32"), ("any", None, None, "10.20.0.3/32")}
+    assert applied(world, a) == members
+    with app.app_context():
+        with transaction():
+            drv, nics = driver_for(db.session.get(Host, a["host_id"])), nics_of(a["id"])
+        stale = FirewallSpec(rules=(FirewallRule(protocol="any", source="10.20.0.2/32"),))  # before b joined
+        apply_firewall(drv, a["id"], nics, stale)
+    assert applied(world, a) == members

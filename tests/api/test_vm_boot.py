@@ -48,7 +48,7 @@ def test_the_seed_carries_hostname_keys_user_data_and_address(world: World, imag
     assert seed["ssh_keys"] == [KEY, generated["public_key"]]
     assert seed["user_data"] == USER_DATA
     assert seed["networks"] == [{"address": "10.20.0.5/24", "gateway": "10.20.0.1", "nameservers": ["10.20.0.2"],
-                                 "mac": None}]
+                                 "mac": None, "address6": None, "gateway6": None}]
     entry = world.admin_a.get("/v1/audit?action=vm.create").get_json()["items"][0]
     assert entry["after"]["ssh_keys"] == 2 and entry["after"]["user_data_bytes"] == len(USER_DATA)
     assert "write_files" not in json.dumps(entry)  # user data may hold secrets: the audit keeps its size

@@ -17,6 +17,7 @@ from controlplane.config import settings
 from controlplane.context import SYSTEM, Principal
 from controlplane.core.audit import audited, created
 from controlplane.core.drivers import driver_for, spec_for
+from controlplane.core.firewall import apply_firewall
 from controlplane.core.leases import Finished, finish_op, load_op, release, set_progress, start_op
 from controlplane.core.lookups import host_or_422
 from controlplane.core.outbox import enqueue, send_operation, vm_operation
@@ -155,8 +156,7 @@ def run_create(op_id: str) -> None:
             if info is None:
                 drv.create(spec)
                 set_progress(op_id, 50)
-            if spec.nics and spec.firewall is not None:  # protected before it first runs
-                drv.set_firewall(spec.vm_id, spec.nics, spec.firewall)
+            apply_firewall(drv, spec.vm_id, spec.nics, spec.firewall)  # protected before it first runs
             if info is None or info.state != DomainState.RUNNING:
                 drv.start(spec.vm_id)
         except DriverError as exc:

@@ -18,7 +18,7 @@ from controlplane.context import SYSTEM, Principal
 from controlplane.core.audit import audited
 from controlplane.core.authz import require_operator
 from controlplane.core.drivers import driver_for
-from controlplane.core.firewall import firewall_of, nics_of
+from controlplane.core.firewall import apply_firewall, firewall_of, nics_of
 from controlplane.core.leases import Finished, finish_op, load_op, set_progress, start_op
 from controlplane.core.lookups import host_or_422
 from controlplane.core.state_machine import transition
@@ -77,8 +77,7 @@ def run_migrate(op_id: str) -> None:
                                 accept_target=True)
         return
     try:
-        if nics and firewall is not None:  # the target filters the guest before it arrives
-            dst.set_firewall(vm_id, nics, firewall)
+        apply_firewall(dst, vm_id, nics, firewall)  # the target filters the guest before it arrives
         src.migrate(vm_id, dst, progress=lambda frac: set_progress(op_id, int(10 + 85 * frac)))
     except DriverError as exc:
         if exc.transient:
