@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask, Response, jsonify
 
-from api import http, jsonlimits, logs, openapi, problems, ratelimit, security
+from api import http, jsonlimits, openapi, problems, ratelimit, security
 from api.openapi import ConfluenciaApi
 from api.routes import (
     audit,
@@ -14,6 +14,7 @@ from api.routes import (
     image_files,
     images,
     keypairs,
+    metrics,
     networks,
     operations,
     plans,
@@ -23,10 +24,12 @@ from api.routes import (
     security_groups,
     tenants,
     tokens,
+    usage,
     users,
     vms,
     volumes,
 )
+from controlplane import logs
 from controlplane.app import create_core_app
 from controlplane.config import Settings
 from controlplane.errors import PROBLEM_TYPES
@@ -58,10 +61,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     api = ConfluenciaApi(app)
     for bp in (vms.bp, flavors.bp, tenants.quota_bp, operations.bp, audit.bp, hosts.bp, tenants.bp, users.bp,
                tokens.bp, reconcile.bp, plans.bp, pools.bp, images.bp,
-               keypairs.bp, volumes.bp, networks.bp, ports.bp, security_groups.bp):
+               keypairs.bp, volumes.bp, networks.bp, ports.bp, security_groups.bp, usage.bp):
         api.register_blueprint(bp)
     app.register_blueprint(health.bp)  # /livez, /readyz: not part of the /v1 API document
     app.register_blueprint(image_files.bp)  # signed links for hypervisors: not part of it either
+    app.register_blueprint(audit.well_known)  # the audit log's public key: no token
+    app.register_blueprint(metrics.bp)  # /metrics: Prometheus, operators' tokens
     http.register(app)
     jsonlimits.register(app)
     problems.register(app)

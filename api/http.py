@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import logging
 import re
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -16,7 +18,9 @@ from controlplane.core.authz import require_operator
 from controlplane.errors import BadRequest, Msg, PreconditionRequired, ProblemError
 from controlplane.models import Operation
 from controlplane.services.tokens import authenticate
+from controlplane.telemetry import HTTP_SECONDS
 
+access = logging.getLogger("confluencia.access")  # one line per request, with its request id and actor
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -96,7 +100,11 @@ def if_match(required: bool = False) -> int | None:
     return int(m.group(1))
 
 
+AUTHENTICATED = ("/v1/", "/metrics")  # everything else outside /v1 is public (health, docs, key, problem types)
+
+
 def _before() -> None:
+    g.started = time.perf_counter()
     rid = request.headers.get("X-Request-ID", "")
     g.request_id = rid if REQUEST_ID_RE.match(rid) else uuid.uuid4().hex
     context.request_id.set(g.request_id)
@@ -106,16 +114,22 @@ def _before() -> None:
         raise ProblemError(Msg("Send the body as JSON (Content-Type: application/json).",
                                "Envíe el cuerpo como JSON (Content-Type: application/json)."),
                            slug="unsupported-media-type")
-    if request.path.startswith("/v1/"):
+    if request.path.startswith(AUTHENTICATED):
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if header and scheme.lower() != "bearer":
             token = ""
         g.principal = authenticate(token.strip() or None)
+        context.actor.set(g.principal.username)
+        context.tenant.set(g.principal.tenant_id)
 
 
 def _after(resp: Response) -> Response:
     resp.headers["X-Request-ID"] = g.get("request_id", "")
+    route = request.url_rule.rule if request.url_rule is not None else "(no route)"
+    seconds = time.perf_counter() - g.get("started", time.perf_counter())
+    HTTP_SECONDS.labels(request.method, route, str(resp.status_code)).observe(seconds)
+    access.info("%s %s %s %.1f ms", request.method, request.path, resp.status_code, seconds * 1000)
     return resp
 
 
@@ -133,3 +147,5 @@ def register(app: Flask) -> None:
 def _forget_request(_exc: BaseException | None) -> None:
     """The thread serves another request next: its id must not leak into that one's logs or audit."""
     context.request_id.set(None)
+    context.actor.set(None)
+    context.tenant.set(None)

@@ -143,6 +143,11 @@ def mark_idempotent(view: View) -> View:
     return _mark(idempotent=True)(view)
 
 
+def also_csv(view: View) -> View:
+    """The view also answers ``text/csv`` (``format=csv`` or ``Accept: text/csv``): document it next to JSON."""
+    return _mark(csv=True)(view)
+
+
 def _order(code: Any) -> tuple[int, str]:
     text = str(code)
     return (1000 if not text.isdigit() else int(text), text)
@@ -183,6 +188,10 @@ class ErrorResponses(BasePlugin):
             for code, response in responses.items():
                 if str(code).startswith("2") and isinstance(response, dict):
                     response.setdefault("headers", {})["Idempotent-Replayed"] = "IDEMPOTENT_REPLAYED"
+        if marks.get("csv"):
+            for code, response in responses.items():
+                if str(code).startswith("2") and isinstance(response, dict):
+                    response.setdefault("content", {})["text/csv"] = {"schema": {"type": "string"}}
         present = {str(code) for code in responses}
         for code in codes:
             if str(code) not in present:

@@ -53,6 +53,11 @@ class Settings:
     # the key(s) that encrypt secret driver options at rest (controlplane.core.secrets); never in repr()
     data_key: str | None = field(default=None, repr=False)
     data_key_file: str | None = None
+    # the Ed25519 key that signs the audit tree's heads (controlplane.core.audit_tree); PEM, PKCS#8
+    audit_key_file: str | None = None
+    # usage accounting: months begin at midnight here; an optional price sheet turns usage into a showback cost
+    province_tz: str = ""  # empty: the nightly job's time zone
+    price_sheet: str | None = None
     # images (issue 13): where imported image files are kept, which local directories operators may import
     # from, and the control plane's address as hypervisors and browsers reach it
     image_dir: str = ""  # empty: images/ next to the SQLite database, else /var/lib/confluencia/images
@@ -71,6 +76,11 @@ class Settings:
         if not 0 < self.lease_s < self.broker_visibility_s:
             raise ValueError(f"CONFLUENCIA_LEASE_S ({self.lease_s}) must be positive and shorter than "
                              f"CONFLUENCIA_BROKER_VISIBILITY_S ({self.broker_visibility_s})")
+
+    @property
+    def time_zone(self) -> str:
+        """The province's time zone (month boundaries of usage reports)."""
+        return self.province_tz or self.nightly_tz
 
     @property
     def uses_sqlite(self) -> bool:
@@ -139,6 +149,9 @@ class Settings:
             "trusted_proxies": int(e.get("CONFLUENCIA_TRUSTED_PROXIES") or cls.trusted_proxies),
             "data_key": e.get("CONFLUENCIA_DATA_KEY") or None,
             "data_key_file": e.get("CONFLUENCIA_DATA_KEY_FILE") or None,
+            "audit_key_file": e.get("CONFLUENCIA_AUDIT_KEY_FILE") or None,
+            "province_tz": e.get("CONFLUENCIA_PROVINCE_TZ") or "",
+            "price_sheet": e.get("CONFLUENCIA_PRICE_SHEET") or None,
             "image_dir": e.get("CONFLUENCIA_IMAGE_DIR") or "",
             "image_import_dirs": tuple(e["CONFLUENCIA_IMAGE_IMPORT_DIRS"].split(":"))
             if "CONFLUENCIA_IMAGE_IMPORT_DIRS" in e else None,

@@ -35,5 +35,9 @@ request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request
 # set by the Celery task wrapper: which delivery is doing the work (see Operation.worker_id)
 worker_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("worker_id", default=None)
 
+# who is acting and for which municipality (the request's principal; in a worker, from the task's headers)
+actor: contextvars.ContextVar[str | None] = contextvars.ContextVar("actor", default=None)
+tenant: contextvars.ContextVar[str | None] = contextvars.ContextVar("tenant", default=None)
+
 # set while a worker runs an operation: audit entries name it
 operation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("operation_id", default=None)

@@ -20,6 +20,7 @@ from celery import Celery
 from celery.schedules import crontab
 from flask import Flask
 
+from controlplane import context
 from controlplane.config import Settings
 
 log = logging.getLogger("confluencia.queue")
@@ -33,6 +34,7 @@ HOST_CHECK = "confluencia.hosts.check"
 RECONCILE = "confluencia.reconcile"
 REQUEUE_STALE = "confluencia.ops.requeue_stale"
 AUDIT_SEAL = "confluencia.audit.seal"
+AUDIT_SIGN = "confluencia.audit.sign"
 
 _bound: dict[str, Flask] = {}
 
@@ -58,19 +60,39 @@ celery_app.conf.update(
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+HEADERS = ("request_id", "actor", "tenant")  # the sender's context, carried in each task message's headers
+
+
 def task(name: str, **options: Any) -> Callable[[F], Any]:
     """Register ``fn`` as the Celery task ``name``, run inside the bound Flask app's context (database
-    session, settings). Every task of the control plane is declared with it."""
+    session, settings) and in the context of whoever sent it (request id, actor, municipality: for logs).
+    Every task of the control plane is declared with it."""
 
     def register(fn: F) -> Any:
         @functools.wraps(fn)
         def in_app_context(*args: Any, **kwargs: Any) -> Any:
-            with bound_app().app_context():
-                return fn(*args, **kwargs)
+            request = celery_app.current_task.request if celery_app.current_task else None
+            sent = {h: _header(request, h) for h in HEADERS}
+            if not sent["request_id"] and request is not None:
+                sent["request_id"] = f"task:{request.id}"  # periodic work: the task's own id
+            tokens = [(var, var.set(sent[h])) for h, var in (("request_id", context.request_id),
+                                                                ("actor", context.actor), ("tenant", context.tenant))]
+            try:
+                with bound_app().app_context():
+                    return fn(*args, **kwargs)
+            finally:
+                for var, token in reversed(tokens):
+                    var.reset(token)
 
         return celery_app.task(name=name, **options)(in_app_context)
 
     return register
+
+
+def _header(request: Any, name: str) -> str | None:
+    """A custom header of the task's message (Celery puts them on the request; older ones under headers)."""
+    value = getattr(request, name, None) or (getattr(request, "headers", None) or {}).get(name)
+    return str(value) if value else None
 
 
 def bind_app(app: Flask) -> None:
@@ -97,7 +119,9 @@ def bound_app() -> Flask:
 def send(name: str, args: Sequence[Any], countdown: float = 0.0) -> bool:
     """Send task ``name``; False when the broker refused (the caller's record makes it be re-sent)."""
     try:
-        celery_app.send_task(name, args=list(args), countdown=countdown or None)
+        headers = {h: v for h, v in (("request_id", context.request_id.get()), ("actor", context.actor.get()),
+                                     ("tenant", context.tenant.get())) if v}
+        celery_app.send_task(name, args=list(args), countdown=countdown or None, headers=headers)
     except Exception:  # broker down: the operation stays pending, the periodic sweepers re-send it
         log.exception("could not send %s%s; it will be re-sent by the periodic sweep", name, tuple(args))
         return False
@@ -119,4 +143,5 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "host-health": {"task": HOST_HEALTH, "schedule": settings.health_check_s},
         "reconcile": {"task": RECONCILE, "schedule": 600.0},
         "audit-seal": {"task": AUDIT_SEAL, "schedule": 2.0},
+        "audit-sign": {"task": AUDIT_SIGN, "schedule": 60.0},
     }

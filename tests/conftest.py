@@ -24,11 +24,19 @@ os.environ.setdefault("CONFLUENCIA_STRICT_IO", "1")  # a driver call inside a da
 SIM_STATE_DIR = tempfile.mkdtemp(prefix="confluencia-sim-")
 atexit.register(shutil.rmtree, SIM_STATE_DIR, True)
 os.environ["CONFLUENCIA_SIM_STATE"] = os.path.join(SIM_STATE_DIR, "simulated-datacenter.sqlite3")
+# the key that signs the audit tree's heads in this test session (and its helper processes)
+os.environ["CONFLUENCIA_AUDIT_KEY_FILE"] = os.path.join(SIM_STATE_DIR, "audit-signing.key")
+with open(os.environ["CONFLUENCIA_AUDIT_KEY_FILE"], "wb") as _key_file:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-TABLES = ["audit_entries", "idempotency_records", "operations", "plan_moves", "plans", "console_tokens", "volumes",
-          "port_security_groups", "ports", "vms", "security_rules", "security_groups", "network_grants", "networks",
-          "keypairs", "images", "api_tokens", "users", "flavors", "host_allocations", "tenant_usage",
-          "pool_allocations", "hosts", "storage_pools", "tenants"]
+    _key_file.write(Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+
+TABLES = ["usage_intervals", "audit_tree_heads", "audit_entries", "idempotency_records", "operations", "plan_moves",
+          "plans", "console_tokens", "volumes", "port_security_groups", "ports", "vms", "security_rules",
+          "security_groups", "network_grants", "networks", "keypairs", "images", "api_tokens", "users", "flavors",
+          "host_allocations", "tenant_usage", "pool_allocations", "hosts", "storage_pools", "tenants"]
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.02, what: str = "") -> Any:
@@ -108,7 +116,7 @@ def clean_db(app: Any) -> Iterator[None]:
         else:
             for table in TABLES:
                 db.session.execute(text(f"DELETE FROM {table}"))
-        db.session.execute(text("UPDATE audit_head SET last_hash = :h, last_seq = 0"), {"h": "0" * 64})
+        db.session.execute(text("UPDATE audit_head SET last_hash = '', last_seq = 0"))
         db.session.execute(text("UPDATE executor_locks SET holder = NULL, acquired_at = NULL"))
         db.session.commit()
     yield

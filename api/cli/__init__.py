@@ -25,6 +25,7 @@ from api.cli.placement import placement
 from api.cli.plans import plans
 from api.cli.secrets import secrets
 from api.cli.server import demo, serve
+from api.cli.usage import usage
 
 
 @click.group()
@@ -32,7 +33,8 @@ def main() -> None:
     """Confluencia control plane / plano de control Confluencia."""
 
 
-for _command in (serve, demo, db, bootstrap_operator, audit, secrets, plans, hosts, placement, lab, console_proxy):
+for _command in (serve, demo, db, bootstrap_operator, audit, secrets, plans, hosts, placement, lab, console_proxy,
+                 usage):
     main.add_command(_command)
 
 

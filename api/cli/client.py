@@ -44,7 +44,8 @@ class Client:
     def __init__(self, url: str, token: str | None, lang: str | None = None, timeout: float = 30.0) -> None:
         self.base, self.token, self.lang, self.timeout = url.rstrip("/"), token, lang, timeout
 
-    def call(self, method: str, path: str, body: Any = None, query: dict[str, Any] | None = None) -> Any:
+    def call(self, method: str, path: str, body: Any = None, query: dict[str, Any] | None = None,
+             text: bool = False) -> Any:
         url = self.base + path
         if query:
             url += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
@@ -67,10 +68,15 @@ class Client:
             reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
             raise ApiError(f"Cannot reach the API at {self.base} / No se puede conectar con la API",
                            f"{reason}. Check --url or CONFLUENCIA_URL.") from None
+        if text:
+            return raw.decode("utf-8")
         return json.loads(raw) if raw else None
 
     def get(self, path: str, **query: Any) -> Any:
         return self.call("GET", path, query=query or None)
+
+    def get_text(self, path: str, **query: Any) -> str:
+        return str(self.call("GET", path, query=query or None, text=True))
 
     def post(self, path: str, body: Any = None) -> Any:
         return self.call("POST", path, body)

@@ -63,6 +63,7 @@ def serve() -> None:
 def demo() -> None:
     """Embedded demo: SQLite, in-process worker, simulated data center; prints tokens and curl commands."""
     os.environ.setdefault("CONFLUENCIA_SIM_DELAY_SCALE", "1.0")
+    os.environ.setdefault("CONFLUENCIA_LOG_FORMAT", "text")  # a terminal: lines for people
     settings = Settings.from_env()
     upgrade(settings.database_url)
     ring = key_ring(settings, create=True)  # on first start: the demo's data key, next to its database

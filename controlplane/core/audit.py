@@ -13,14 +13,16 @@ operation (or the Celery task id for periodic work), so one id follows a request
 
 Tamper evidence is off the request path: an entry is written with its sequence number only; the sealer
 (:func:`seal`, the task ``confluencia.audit.seal``, nudged after each commit and run every two seconds)
-takes the committed entries in sequence order, gives each its place in the chain (``chain_seq``) and
-``entry_hash = sha256(prev_hash + canonical form)``. Only the sealer locks the chain's head.
+takes the committed entries in sequence order and makes each the next leaf of an RFC 9162 Merkle tree
+(``chain_seq`` = leaf index + 1), numbers it among its municipality's entries (``tenant_seq``) and stores its
+leaf hash (``entry_hash``) over the hashed form of :mod:`controlplane.transparency.entries`. Only the sealer
+locks the log's head. Signed tree heads, proofs and exports: :mod:`controlplane.core.audit_tree`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
+import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -38,34 +40,29 @@ from controlplane.core.views import tenant_of, view_of
 from controlplane.db import db
 from controlplane.models import AuditEntry, AuditHead, Operation
 from controlplane.models.base import utcnow
+from controlplane.transparency.entries import FORM_VERSION, entry_leaf_hash
 
-GENESIS = "0" * 64
 
-
-def canonical(entry: AuditEntry) -> str:
-    """The hashed form of an entry: sorted-key compact JSON of these fields (``operation_id`` only when set,
-    so entries written before it existed keep their hash)."""
-    payload = {
-        "seq": entry.seq, "at": _iso(entry.at),
+def hashed_form(entry: AuditEntry) -> dict[str, Any]:
+    """The entry as its leaf hashes it (and as an export shows it): see :mod:`controlplane.transparency.entries`."""
+    return {
+        "v": FORM_VERSION, "tenant_seq": entry.tenant_seq, "salt": entry.salt, "at": _iso(entry.at),
         "actor_id": entry.actor_id, "actor_name": entry.actor_name, "actor_role": entry.actor_role,
         "tenant_id": entry.tenant_id, "action": entry.action, "target_type": entry.target_type,
-        "target_id": entry.target_id, "request_id": entry.request_id,
+        "target_id": entry.target_id, "request_id": entry.request_id, "operation_id": entry.operation_id,
         "before": entry.before, "after": entry.after,
     }
-    if entry.operation_id is not None:
-        payload["operation_id"] = entry.operation_id
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def _iso(at: datetime) -> str:
-    """UTC without offset: SQLite returns naive datetimes, PostgreSQL aware ones; the hash must agree."""
+    """UTC with ``Z``, whole seconds: SQLite returns naive datetimes, PostgreSQL aware ones; the hash must agree."""
     if at.tzinfo is not None:
         at = at.astimezone(UTC).replace(tzinfo=None)
-    return at.isoformat()
+    return at.replace(microsecond=0).isoformat() + "Z"
 
 
-def compute_hash(prev_hash: str, entry: AuditEntry) -> str:
-    return hashlib.sha256((prev_hash + canonical(entry)).encode()).hexdigest()
+def leaf_hash_of(entry: AuditEntry) -> str:
+    return entry_leaf_hash(hashed_form(entry)).hex()
 
 
 def record(
@@ -89,7 +86,7 @@ def record(
         "actor_role": actor.role, "tenant_id": tenant_id, "action": action, "target_type": target_type,
         "target_id": target_id, "request_id": context.request_id.get(),
         "operation_id": operation_id or context.operation_id.get(), "before": _jsonable(before),
-        "after": _jsonable(after)})
+        "after": _jsonable(after), "salt": secrets.token_hex(16)})
     after_commit(_nudge_sealer)
 
 
@@ -112,14 +109,22 @@ def _nudge_sealer() -> None:
 
 
 def seal(limit: int = 5000) -> int:
-    """Chain the committed entries that are not sealed yet, in sequence order; returns how many."""
+    """Make the committed entries that are not sealed yet the next leaves, in sequence order; returns how many."""
     with transaction():
         head = db.session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one()
         pending = list(db.session.execute(select(AuditEntry).where(AuditEntry.chain_seq.is_(None))
                                           .order_by(AuditEntry.seq).limit(limit)).scalars())
+        numbers: dict[str | None, int] = {}
         for entry in pending:
-            entry.chain_seq, entry.prev_hash = head.last_seq + 1, head.last_hash
-            entry.entry_hash = compute_hash(head.last_hash, entry)
+            if entry.tenant_id not in numbers:
+                numbers[entry.tenant_id] = int(db.session.execute(  # type: ignore[arg-type]
+                    select(func.coalesce(func.max(AuditEntry.tenant_seq), 0))
+                    .where(AuditEntry.tenant_id.is_(None) if entry.tenant_id is None
+                           else AuditEntry.tenant_id == entry.tenant_id)).scalar_one())
+            numbers[entry.tenant_id] += 1
+            entry.chain_seq, entry.tenant_seq = head.last_seq + 1, numbers[entry.tenant_id]
+            entry.salt = entry.salt or secrets.token_hex(16)
+            entry.entry_hash = leaf_hash_of(entry)
             head.last_hash, head.last_seq = entry.entry_hash, entry.chain_seq
         return len(pending)
 
@@ -179,26 +184,27 @@ class ChainReport:
 
 
 def verify_chain(seal_first: bool = True) -> ChainReport:
-    """Recompute every hash in chain order: any edited, removed or reordered entry breaks it.
-
-    ``first_bad_seq`` is the sequence number of the first entry that does not verify. With ``seal_first``
-    the committed entries not sealed yet are sealed before verifying (nothing is left outside the check)."""
+    """Recompute every leaf hash in leaf order and check the numbering: any edited, removed or reordered entry
+    shows. ``first_bad_seq`` is the sequence number of the first entry that does not verify. With ``seal_first``
+    the committed entries not sealed yet are sealed before verifying (nothing is left outside the check).
+    The signed heads are checked against the recomputed leaves by :func:`controlplane.core.audit_tree.verify_heads`."""
     if seal_first:
         while seal() > 0:
             pass
-    prev = GENESIS
     count = 0
-    expected = 1
+    numbers: dict[str | None, int] = {}
+    last_hash = ""
     for entry in db.session.execute(select(AuditEntry).where(AuditEntry.chain_seq.is_not(None))
                                     .order_by(AuditEntry.chain_seq)).scalars():
         count += 1
-        if entry.chain_seq != expected or entry.prev_hash != prev or compute_hash(prev, entry) != entry.entry_hash:
+        numbers[entry.tenant_id] = numbers.get(entry.tenant_id, 0) + 1
+        if entry.chain_seq != count or entry.tenant_seq != numbers[entry.tenant_id] \
+                or leaf_hash_of(entry) != entry.entry_hash:
             return ChainReport(ok=False, entries=count, first_bad_seq=entry.seq)
-        prev = entry.entry_hash
-        expected += 1
+        last_hash = entry.entry_hash
     head = db.session.get(AuditHead, 1)
     pending = int(db.session.execute(select(func.count()).select_from(AuditEntry)
                                      .where(AuditEntry.chain_seq.is_(None))).scalar_one())
-    if head is not None and head.last_hash != prev:
+    if head is not None and (head.last_seq != count or (count and head.last_hash != last_hash)):
         return ChainReport(ok=False, entries=count, first_bad_seq=None, pending=pending)
     return ChainReport(ok=True, entries=count, pending=pending)

@@ -104,7 +104,7 @@ def _volume_claims(values: dict[str, Any], sign: int) -> Claims:
     return [], [(values["tenant_id"], size)], [(values["pool_id"], size)]
 
 
-def _old_values(obj: Any, fields: tuple[str, ...]) -> dict[str, Any]:
+def old_values(obj: Any, fields: tuple[str, ...]) -> dict[str, Any]:
     state: Any = inspect(obj)
     out = {}
     for name in fields:
@@ -113,7 +113,7 @@ def _old_values(obj: Any, fields: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-def _now_values(obj: Any, fields: tuple[str, ...]) -> dict[str, Any]:
+def now_values(obj: Any, fields: tuple[str, ...]) -> dict[str, Any]:
     return {name: getattr(obj, name) for name in fields}
 
 
@@ -128,15 +128,15 @@ def _apply_claims(session: Session, _context: Any, _instances: Any) -> None:
     for obj in session.new:
         if type(obj) in _CLAIMANTS:
             fields, claims = _CLAIMANTS[type(obj)]
-            changes.append((claims, _now_values(obj, fields), +1))
+            changes.append((claims, now_values(obj, fields), +1))
     for obj in session.dirty:
         if type(obj) in _CLAIMANTS and session.is_modified(obj, include_collections=False):
             fields, claims = _CLAIMANTS[type(obj)]
-            changes += [(claims, _old_values(obj, fields), -1), (claims, _now_values(obj, fields), +1)]
+            changes += [(claims, old_values(obj, fields), -1), (claims, now_values(obj, fields), +1)]
     for obj in session.deleted:
         if type(obj) in _CLAIMANTS:
             fields, claims = _CLAIMANTS[type(obj)]
-            changes.append((claims, _old_values(obj, fields), -1))
+            changes.append((claims, old_values(obj, fields), -1))
     for claims, values, sign in changes:
         for table, found in zip(totals, claims(values, sign), strict=True):
             for key, size in found:

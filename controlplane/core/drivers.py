@@ -37,7 +37,7 @@ def driver_for(host: Host) -> HypervisorDriver:
         options = plain_options(host)
     except DataKeyError as exc:
         raise DriverError(exc.detail.en, host=host.name, code="DATA_KEY") from None
-    return cast(HypervisorDriver, guarded(open_driver(host.driver, host.uri, options)))
+    return cast(HypervisorDriver, guarded(open_driver(host.driver, host.uri, options), host.name))
 
 
 def image_ref(image: Image) -> ImageRef:

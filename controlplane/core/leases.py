@@ -29,6 +29,7 @@ from controlplane.core.tx import transaction
 from controlplane.db import db
 from controlplane.models import VM, Operation, OpStatus
 from controlplane.models.base import utcnow
+from controlplane.telemetry import OPERATION_SECONDS
 
 log = logging.getLogger("confluencia.leases")
 
@@ -136,6 +137,8 @@ def finish_op(op: Operation, ok: bool, error: str | None = None) -> None:
     op.progress = 100 if ok else op.progress
     op.error = error
     op.finished_at = utcnow()
+    if op.created_at is not None:
+        OPERATION_SECONDS.labels(op.kind, op.status).observe((op.finished_at - op.created_at).total_seconds())
 
 
 def set_progress(op_id: str, pct: int) -> None:

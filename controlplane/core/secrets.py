@@ -128,14 +128,14 @@ def _read_file(path: Path, source: str) -> tuple[bytes, ...]:
     return _parse(text, source)
 
 
-def demo_key_path(s: Settings) -> Path | None:
-    """Where the demo keeps its key: next to a SQLite database file (None for other databases)."""
+def demo_key_path(s: Settings, name: str = DEMO_KEY_NAME) -> Path | None:
+    """Where the demo keeps a key: next to a SQLite database file (None for other databases)."""
     if not s.uses_sqlite:
         return None
     database = make_url(s.database_url).database
     if not database or database == ":memory:" or database.startswith("file:"):
         return None
-    return Path(database).resolve().parent / DEMO_KEY_NAME
+    return Path(database).resolve().parent / name
 
 
 def _create_demo_key(path: Path) -> None:

@@ -7,6 +7,7 @@ back to PENDING on another host).
 
 from __future__ import annotations
 
+from controlplane.core import usage  # noqa: F401  (its flush hook writes the usage intervals)
 from controlplane.errors import InvalidState, Msg
 from controlplane.models import VM, VMState
 

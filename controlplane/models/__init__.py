@@ -1,7 +1,7 @@
 """SQLAlchemy models, one module per domain. They never leave the control plane: placement and agents
 get plain data."""
 
-from controlplane.models.audit import AuditEntry, AuditHead
+from controlplane.models.audit import AuditEntry, AuditHead, AuditTreeHead
 from controlplane.models.capacity import HostAllocation, TenantUsage
 from controlplane.models.consoles import ConsoleToken
 from controlplane.models.flavors import Flavor
@@ -31,6 +31,7 @@ from controlplane.models.plans import (
 from controlplane.models.pools import PoolAllocation, PoolKind, StoragePool
 from controlplane.models.tenants import Tenant
 from controlplane.models.tokens import ApiToken
+from controlplane.models.usage import UsageInterval
 from controlplane.models.users import Role, User
 from controlplane.models.vms import VM, VMState
 from controlplane.models.volumes import Volume, VolumeState
@@ -43,6 +44,7 @@ __all__ = [
     "ApiToken",
     "AuditEntry",
     "AuditHead",
+    "AuditTreeHead",
     "ConsoleToken",
     "ExecutorLock",
     "Flavor",
@@ -73,6 +75,7 @@ __all__ = [
     "StoragePool",
     "Tenant",
     "TenantUsage",
+    "UsageInterval",
     "User",
     "VMState",
     "Volume",

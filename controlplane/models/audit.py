@@ -1,4 +1,4 @@
-"""The audit log's rows: append-only entries chained by hash, and the head of the chain."""
+"""The audit log's rows: append-only entries (the leaves of a Merkle tree), the sealer's head, signed tree heads."""
 
 from __future__ import annotations
 
@@ -13,13 +13,14 @@ from controlplane.models.base import created_column
 
 
 class AuditEntry(db.Model):  # type: ignore[name-defined]
-    """Append-only. ``entry_hash = sha256(prev_hash + canonical JSON of the entry)``: a chain that
-    shows whether any entry was altered or removed (see :mod:`controlplane.core.audit`). Entries are
-    written without their hash; the sealer gives them their place in the chain (``chain_seq``) and their
-    hashes moments later, so no request waits for the chain's head."""
+    """Append-only. Entries are written without their place in the log; the sealer gives each, moments later,
+    its leaf (``chain_seq`` = leaf index + 1), its number among its municipality's entries (``tenant_seq``) and
+    ``entry_hash``, the RFC 9162 leaf hash of its hashed form (:mod:`controlplane.transparency.entries`), so no
+    request waits for the log's head (see :mod:`controlplane.core.audit`)."""
 
     __tablename__ = "audit_entries"
-    __table_args__ = (Index("ix_audit_tenant_seq", "tenant_id", "seq"),)
+    __table_args__ = (Index("ix_audit_tenant_seq", "tenant_id", "seq"),
+                      Index("ix_audit_tenant_number", "tenant_id", "tenant_seq", unique=True))
 
     seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
                                      autoincrement=True)
@@ -38,15 +39,29 @@ class AuditEntry(db.Model):  # type: ignore[name-defined]
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     chain_seq: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), nullable=True,
                                                   unique=True)
-    prev_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    tenant_seq: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), nullable=True)
+    salt: Mapped[str | None] = mapped_column(String(32), nullable=True)
     entry_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
 
 
 class AuditHead(db.Model):  # type: ignore[name-defined]
-    """One row: the newest sealed entry's place and hash. Locked while sealing, so the chain never forks."""
+    """One row: the newest sealed entry's place and leaf hash. Locked while sealing, so leaves never collide."""
 
     __tablename__ = "audit_head"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     last_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     last_seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), nullable=False)
+
+
+class AuditTreeHead(db.Model):  # type: ignore[name-defined]
+    """A signed tree head: the root of the first ``tree_size`` leaves, signed with the log's Ed25519 key.
+    ``statement`` is the signed JSON as it was given out (:mod:`controlplane.transparency.heads`)."""
+
+    __tablename__ = "audit_tree_heads"
+
+    tree_size: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                           autoincrement=False)
+    root_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    signed_at: Mapped[datetime] = created_column()
+    statement: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)

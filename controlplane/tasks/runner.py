@@ -9,6 +9,7 @@ operation, so nothing stays "running" forever.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,8 @@ from agents import ConnectionFailed, DriverError
 from controlplane import context
 from controlplane.core import leases
 from controlplane.core.reachability import mark_unreachable
+
+log = logging.getLogger("confluencia.tasks")
 
 MAX_RETRIES = 3
 BUSY_RETRIES = 200  # a duplicate delivery looks again at most every 10 s while the lease is held
@@ -31,6 +34,7 @@ GiveUp = Callable[[str, str], None]
 def run(task_: Any, op_id: str, work: Work, give_up: GiveUp) -> None:
     tokens = (context.worker_id.set(task_.request.id), context.operation_id.set(op_id),
               context.request_id.set(leases.request_id_of(op_id) or f"task:{task_.request.id}"))
+    log.info("%s: operation %s (attempt %d)", task_.name, op_id, task_.request.retries + 1)
     try:
         with leases.heartbeat(op_id):
             work(op_id)

@@ -19,12 +19,13 @@ STATE_TABLES = {"vms": "id", "operations": "id", "audit_entries": "seq", "idempo
                 "host_allocations": "host_id", "tenant_usage": "tenant_id", "images": "id", "volumes": "id",
                 "keypairs": "id", "storage_pools": "id", "pool_allocations": "pool_id", "console_tokens": "id",
                 "networks": "id", "network_grants": "network_id, tenant_id", "ports": "id",
-                "security_groups": "id", "security_rules": "id", "port_security_groups": "port_id, group_id"}
+                "security_groups": "id", "security_rules": "id", "port_security_groups": "port_id, group_id",
+                "usage_intervals": "id"}
 PROBLEM = "application/problem+json"
 
 
 # filled in by the audit sealer moments after an entry is committed: a derived record, not a change
-SEALED = frozenset({"chain_seq", "prev_hash", "entry_hash"})
+SEALED = frozenset({"chain_seq", "tenant_seq", "entry_hash", "salt"})
 
 
 def db_state(app: Any) -> dict[str, list[dict[str, Any]]]:

@@ -9,9 +9,8 @@ from typing import Any
 
 import pytest
 
-from api import logs
 from api.routes import flavors
-from controlplane import context
+from controlplane import context, logs
 from tests.api.test_errors_common import assert_problem
 from tests.conftest import World
 
@@ -54,7 +53,7 @@ def _scratch_root(name: str) -> logging.Logger:
 
 def test_configure_adds_one_handler_with_request_ids_and_tracebacks() -> None:
     root, out = _scratch_root("fresh"), io.StringIO()
-    handler = logs.configure(root, out)
+    handler = logs.configure(root, out, fmt="text")
     assert handler is not None and root.handlers == [handler]
     assert logs.configure(root, io.StringIO()) is None and root.handlers == [handler]  # once only
     token = context.request_id.set("rid-42")

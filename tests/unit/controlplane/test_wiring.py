@@ -24,4 +24,4 @@ def test_plan_and_periodic_tasks_are_registered() -> None:
 
 def test_the_command_line_has_every_group() -> None:
     assert set(main.commands) == {"serve", "demo", "db", "bootstrap-operator", "audit", "secrets", "plans",
-                                  "hosts", "placement", "lab", "console-proxy"}
+                                  "hosts", "placement", "lab", "console-proxy", "usage"}
