@@ -56,7 +56,7 @@ def test_one_request_id_follows_a_vm_from_the_api_to_the_hypervisor(env: tuple[S
 
 
 def test_metrics_add_up_the_worker_processes_samples(env: tuple[Stack, dict[str, Any]]) -> None:
-    stack, ids = env
+    stack, _ = env
     r = stack.call("GET", "/metrics")
     assert r.status == 200
     samples: dict[str, float] = {}
