@@ -10,10 +10,11 @@
 #   kmod, cpio, fdisk (sfdisk), dosfstools, mtools, syslinux(+common), qemu-utils; cloud-image-utils for seeds.
 # Consoles: novnc (the noVNC page the console proxy serves; nothing is loaded from the internet).
 # Networks: nftables (the libvirt driver's per-VM firewall), iproute2 (the lab's segment bridges).
+# Dashboard: chromium (the browser tests drive Debian's Chromium through Playwright: no browser download).
 set -uo pipefail
 PKGS=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 libvirt-dev pkg-config ganeti-htools
   linux-image-amd64 busybox-static kmod cpio fdisk dosfstools mtools syslinux syslinux-common qemu-utils
-  cloud-image-utils novnc nftables iproute2)
+  cloud-image-utils novnc nftables iproute2 chromium)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "$(id -u)" != 0 ]; then

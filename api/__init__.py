@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask, Response, jsonify
 
-from api import http, jsonlimits, openapi, problems, ratelimit, security
+from api import dashboard, http, jsonlimits, openapi, problems, ratelimit, security
 from api.openapi import ConfluenciaApi
 from api.routes import (
     audit,
@@ -73,6 +73,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     ratelimit.register(app)  # after the blueprints: it wraps the VM-create view
     security.register(app)
     openapi.register_docs(app)
+    dashboard.register(app)  # /ui: the dashboard (session cookie, CSRF, Spanish and English)
 
     @app.get("/healthz")
     def healthz() -> Response:

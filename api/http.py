@@ -17,6 +17,7 @@ from controlplane.context import Principal
 from controlplane.core.authz import require_operator
 from controlplane.errors import BadRequest, Msg, PreconditionRequired, ProblemError
 from controlplane.models import Operation
+from controlplane.services import sso
 from controlplane.services.tokens import authenticate
 from controlplane.telemetry import HTTP_SECONDS
 
@@ -110,7 +111,8 @@ def _before() -> None:
     context.request_id.set(g.request_id)
     if "\x00" in request.path:
         raise BadRequest(Msg("The URL must not contain NUL characters.", "La URL no debe contener caracteres NUL."))
-    if request.method in ("POST", "PUT", "PATCH") and request.content_length and not request.is_json:
+    if request.method in ("POST", "PUT", "PATCH") and request.content_length and not request.is_json \
+            and not request.path.startswith("/ui/"):  # the dashboard's pages post HTML forms
         raise ProblemError(Msg("Send the body as JSON (Content-Type: application/json).",
                                "Envíe el cuerpo como JSON (Content-Type: application/json)."),
                            slug="unsupported-media-type")
@@ -119,7 +121,11 @@ def _before() -> None:
         scheme, _, token = header.partition(" ")
         if header and scheme.lower() != "bearer":
             token = ""
-        g.principal = authenticate(token.strip() or None)
+        token = token.strip()
+        if token and sso.looks_like_jwt(token) and sso.enabled():  # the province's identity provider
+            g.principal = sso.authenticate_jwt(token)
+        else:
+            g.principal = authenticate(token or None)
         context.actor.set(g.principal.username)
         context.tenant.set(g.principal.tenant_id)
 

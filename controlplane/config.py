@@ -16,6 +16,13 @@ from flask import current_app
 DEFAULT_DB_PATH = Path("var") / "confluencia.sqlite3"
 
 
+def _list(value: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
+    """A comma-separated list from the environment (unset: ``default``)."""
+    if value is None:
+        return default
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
 def _bool(value: str | None, default: bool) -> bool:
     if value is None or value == "":
         return default
@@ -58,6 +65,17 @@ class Settings:
     # usage accounting: months begin at midnight here; an optional price sheet turns usage into a showback cost
     province_tz: str = ""  # empty: the nightly job's time zone
     price_sheet: str | None = None
+    # single sign-on against the province's OpenID Connect provider (controlplane.services.sso); off when unset
+    oidc_issuer: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: str = field(default="", repr=False)
+    oidc_audience: str = ""  # accepted "aud" of bearer JWTs; empty: the client id
+    oidc_scopes: str = "openid profile email"
+    oidc_username_claim: str = "preferred_username"
+    oidc_groups_claim: str = "groups"
+    oidc_tenant_claim: str = "municipio"  # its value is a municipality's slug
+    oidc_operator_groups: tuple[str, ...] = ("confluencia-operators",)
+    oidc_admin_groups: tuple[str, ...] = ("confluencia-admins",)
     # images (issue 13): where imported image files are kept, which local directories operators may import
     # from, and the control plane's address as hypervisors and browsers reach it
     image_dir: str = ""  # empty: images/ next to the SQLite database, else /var/lib/confluencia/images
@@ -152,6 +170,16 @@ class Settings:
             "audit_key_file": e.get("CONFLUENCIA_AUDIT_KEY_FILE") or None,
             "province_tz": e.get("CONFLUENCIA_PROVINCE_TZ") or "",
             "price_sheet": e.get("CONFLUENCIA_PRICE_SHEET") or None,
+            "oidc_issuer": (e.get("CONFLUENCIA_OIDC_ISSUER") or "").rstrip("/"),
+            "oidc_client_id": e.get("CONFLUENCIA_OIDC_CLIENT_ID") or "",
+            "oidc_client_secret": e.get("CONFLUENCIA_OIDC_CLIENT_SECRET") or "",
+            "oidc_audience": e.get("CONFLUENCIA_OIDC_AUDIENCE") or "",
+            "oidc_scopes": e.get("CONFLUENCIA_OIDC_SCOPES") or cls.oidc_scopes,
+            "oidc_username_claim": e.get("CONFLUENCIA_OIDC_USERNAME_CLAIM") or cls.oidc_username_claim,
+            "oidc_groups_claim": e.get("CONFLUENCIA_OIDC_GROUPS_CLAIM") or cls.oidc_groups_claim,
+            "oidc_tenant_claim": e.get("CONFLUENCIA_OIDC_TENANT_CLAIM") or cls.oidc_tenant_claim,
+            "oidc_operator_groups": _list(e.get("CONFLUENCIA_OIDC_OPERATOR_GROUPS"), cls.oidc_operator_groups),
+            "oidc_admin_groups": _list(e.get("CONFLUENCIA_OIDC_ADMIN_GROUPS"), cls.oidc_admin_groups),
             "image_dir": e.get("CONFLUENCIA_IMAGE_DIR") or "",
             "image_import_dirs": tuple(e["CONFLUENCIA_IMAGE_IMPORT_DIRS"].split(":"))
             if "CONFLUENCIA_IMAGE_IMPORT_DIRS" in e else None,

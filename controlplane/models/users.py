@@ -29,5 +29,7 @@ class User(db.Model):  # type: ignore[name-defined]
     tenant_id: Mapped[str | None] = mapped_column(ForeignKey("tenants.id"), nullable=True, index=True)
     created_at: Mapped[datetime] = created_column()
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # signed in through the province's identity provider: "<issuer> <sub>"; null for local users
+    external_subject: Mapped[str | None] = mapped_column(String(400), unique=True, nullable=True)
 
     tenant: Mapped[Tenant | None] = relationship()
