@@ -24,7 +24,7 @@ from pythonjsonlogger.json import JsonFormatter
 from controlplane import context
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s [request %(request_id)s] %(message)s"
-JSON_FIELDS = ("asctime", "levelname", "name", "message", "request_id", "actor", "tenant", "operation_id")
+JSON_FIELDS = ("asctime", "levelname", "name", "message", "request_id", "actor", "tenant", "operation_id", "process")
 
 
 class RequestIdFilter(logging.Filter):

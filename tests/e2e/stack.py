@@ -48,6 +48,7 @@ class Stack:
     operator_token: str = ""
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     generation: int = 0  # processes started so far (names restarted workers apart)
+    api_processes: int = 0  # 0: `confluencia serve`; N: gunicorn with N processes
 
     def call(self, method: str, path: str, token: str | None = None, json: Any = None,
              headers: dict[str, str] | None = None) -> Reply:
@@ -100,10 +101,14 @@ def _run(args: list[str], env: dict[str, str]) -> str:
     return done.stdout
 
 
-def _commands(tmp: Path, port: int, generation: int) -> dict[str, list[str]]:
+def _commands(tmp: Path, port: int, generation: int, api_processes: int = 0) -> dict[str, list[str]]:
     celery = str(BIN / "celery")
+    api = [str(BIN / "confluencia"), "serve"]
+    if api_processes:  # as in production: gunicorn, several processes
+        api = [str(BIN / "gunicorn"), "-w", str(api_processes), "-k", "gthread", "--threads", "4",
+               "-b", f"127.0.0.1:{port}", "api:create_app()"]
     return {
-        "api": [str(BIN / "confluencia"), "serve"],
+        "api": api,
         # each worker started gets a name of its own (a restarted worker is another worker)
         "worker": [celery, "-A", "controlplane.worker", "worker", "--pool", "threads", "--concurrency", "4",
                    "--loglevel", "INFO", "--without-heartbeat", "--without-mingle", "--without-gossip",
@@ -117,7 +122,7 @@ def start_process(stack: Stack, name: str) -> subprocess.Popen[bytes]:
     """Start (or start again) the API, a worker or the beat; output appended to ``<logs>/<name>.log``."""
     stack.generation += 1
     port = int(stack.base.rsplit(":", 1)[1])
-    cmd = _commands(stack.logs, port, stack.generation)[name]
+    cmd = _commands(stack.logs, port, stack.generation, stack.api_processes)[name]
     with (stack.logs / f"{name}.log").open("ab") as out:
         proc = subprocess.Popen(cmd, env=stack.env, stdout=out, stderr=subprocess.STDOUT,
                                 preexec_fn=_die_with_parent)
@@ -134,7 +139,7 @@ def kill_process(stack: Stack, name: str, sig: int = signal.SIGKILL) -> None:
 
 @contextmanager
 def running_stack(tmp: Path, broker_url: str, extra_env: dict[str, str] | None = None, *,
-                  beat: bool = False) -> Iterator[Stack]:
+                  beat: bool = False, api_processes: int = 0) -> Iterator[Stack]:
     """Start API + worker (+ ``celery beat`` with ``beat``) on a fresh database; stop them and drop the
     database afterwards."""
     import redis
@@ -147,7 +152,7 @@ def running_stack(tmp: Path, broker_url: str, extra_env: dict[str, str] | None =
                "CONFLUENCIA_SECRET_KEY": "e2e", "PYTHONUNBUFFERED": "1",
                "CONFLUENCIA_DATA_KEY": Fernet.generate_key().decode(),  # API and worker share it
                **(extra_env or {})}
-        stack = Stack(base=f"http://127.0.0.1:{port}", env=env, logs=tmp)
+        stack = Stack(base=f"http://127.0.0.1:{port}", env=env, logs=tmp, api_processes=api_processes)
         _run([str(BIN / "confluencia"), "db", "upgrade"], env)
         stack.operator_token = _run([str(BIN / "confluencia"), "bootstrap-operator"], env).strip().splitlines()[-1]
         try:
@@ -155,7 +160,7 @@ def running_stack(tmp: Path, broker_url: str, extra_env: dict[str, str] | None =
                 start_process(stack, name)
             deadline = time.monotonic() + 60
             while True:
-                with suppress(requests.ConnectionError):
+                with suppress(requests.ConnectionError, requests.Timeout):  # gunicorn's workers still booting
                     if requests.get(stack.base + "/healthz", timeout=2).status_code == 200:
                         break
                 assert stack.procs["api"].poll() is None, stack.log_tail("api")

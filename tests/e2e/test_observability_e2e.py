@@ -1,6 +1,6 @@
-"""Issue 15 through a real deployment (API and a Celery worker on Redis, each its own process): one request id
-followed from the HTTP call to the hypervisor call in both processes' JSON logs, and /metrics adding up the
-worker's samples (prometheus-client multiprocess mode)."""
+"""Issue 15 through a real deployment (the API under gunicorn with two processes, a Celery worker on Redis): one
+request id followed from the HTTP call to the hypervisor call in the JSON logs, and /metrics adding up the
+samples of every process (prometheus-client multiprocess mode)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def env(broker_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[t
     tmp = tmp_path_factory.mktemp("e2e-observability")
     (tmp / "prom").mkdir()
     extra = {"PROMETHEUS_MULTIPROC_DIR": str(tmp / "prom"), "CONFLUENCIA_LOG_FORMAT": "json"}
-    with running_stack(tmp, broker_url, extra) as stack:
+    with running_stack(tmp, broker_url, extra, api_processes=2) as stack:
         ids = setup_tenant(stack, [{"name": f"obs{i}", "driver": "simulated", "uri": f"sim://obs{i}", "vcpus": 8,
                                     "ram_mib": 16384, "disk_gib": 200} for i in (1, 2)],
                            {"name": "obs.small", "vcpus": 1, "ram_mib": 512, "disk_gib": 5})
@@ -71,3 +71,26 @@ def test_metrics_add_up_the_worker_processes_samples(env: tuple[Stack, dict[str,
                for k, v in samples.items())
     assert samples['confluencia_quota_used{"resource": "vms", "tenant": "e2e"}'] >= 1
     assert 'confluencia_queue_length{}' in samples
+
+
+def test_every_api_process_is_counted(env: tuple[Stack, dict[str, Any]]) -> None:
+    """Requests land on either gunicorn process; whichever serves /metrics counts them all."""
+    stack, ids = env
+
+    def flavor_requests() -> float:
+        text = stack.call("GET", "/metrics").body
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                if s.name == "confluencia_http_request_duration_seconds_count" and s.labels == {
+                        "method": "GET", "route": "/v1/flavors", "status": "200"}:
+                    return float(s.value)
+        return 0.0
+
+    before = flavor_requests()
+    for _ in range(20):
+        assert stack.call("GET", "/v1/flavors", ids["token"]).status == 200
+    served_by = {x["process"] for x in _json_lines(stack.logs / "api.log")
+                 if x["logger"] == "confluencia.access" and x["message"].startswith("GET /v1/flavors 200")}
+    assert len(served_by) == 2, served_by  # both processes served some: each alone would count fewer
+    for _ in range(4):  # whichever process answers the scrape
+        assert flavor_requests() == before + 20
