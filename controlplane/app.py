@@ -9,6 +9,7 @@ from flask import Flask
 
 # the task modules register their names on the queue: every process that runs tasks imports this module
 import controlplane.tasks.audit
+import controlplane.tasks.cluster
 import controlplane.tasks.hosts
 import controlplane.tasks.images
 import controlplane.tasks.networks

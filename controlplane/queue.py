@@ -35,6 +35,7 @@ RECONCILE = "confluencia.reconcile"
 REQUEUE_STALE = "confluencia.ops.requeue_stale"
 AUDIT_SEAL = "confluencia.audit.seal"
 AUDIT_SIGN = "confluencia.audit.sign"
+BALANCE_SAMPLE = "confluencia.cluster.sample"
 
 _bound: dict[str, Flask] = {}
 
@@ -144,4 +145,5 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "reconcile": {"task": RECONCILE, "schedule": 600.0},
         "audit-seal": {"task": AUDIT_SEAL, "schedule": 2.0},
         "audit-sign": {"task": AUDIT_SIGN, "schedule": 60.0},
+        "balance-sample": {"task": BALANCE_SAMPLE, "schedule": 600.0},
     }

@@ -32,6 +32,7 @@ bp.add_url_rule("/plans/<plan_id>/<any(approve, cancel, discard):action>", "plan
                 methods=["POST"])
 bp.add_url_rule("/hosts/<host_id>/maintenance", "maintenance", views.maintenance, methods=["POST"])
 bp.add_url_rule("/municipality", "municipality", views.municipality)
+bp.add_url_rule("/usage", "usage", views.usage_page)
 
 
 def locale() -> str:

@@ -3,7 +3,7 @@ quota gauges, usage this month, audit trail). Server-rendered; htmx (served by u
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import timedelta
 from typing import Any
 
 from flask import Response, g, redirect, render_template, request, url_for
@@ -16,7 +16,7 @@ from controlplane.core.authz import require_operator
 from controlplane.core.cluster import balance
 from controlplane.db import db
 from controlplane.errors import Forbidden, Msg
-from controlplane.models import Plan, PlanStatus
+from controlplane.models import BalanceSample, PlanStatus
 from controlplane.models.base import utcnow
 from controlplane.services import audit, hosts, tenants, usage
 from controlplane.services.plans import effect, manage
@@ -61,17 +61,15 @@ def operator() -> Any:
                 progress=manage.progress)
 
 
+HISTORY_DAYS = 30
+
+
 def imbalance_history(now: float, width: int = 600, height: int = 120) -> dict[str, Any]:
-    """The imbalance at each plan's start and end (what the plans measured), then now: points of an SVG line."""
-    points: list[tuple[datetime, float]] = []
-    for plan in db.session.execute(select(Plan).order_by(Plan.created_at.desc()).limit(60)).scalars():
-        before = (plan.predicted or {}).get("objective_before")
-        if before is not None:
-            points.append((plan.created_at, float(before)))
-        achieved = (plan.achieved or {}).get("objective")
-        if achieved is not None and plan.finished_at is not None:
-            points.append((plan.finished_at, float(achieved)))
-    points = [*sorted(points), (utcnow(), now)]
+    """The samples of the last 30 days (every ten minutes and at the end of each plan), then now: an SVG line."""
+    since = utcnow() - timedelta(days=HISTORY_DAYS)
+    samples = db.session.execute(select(BalanceSample.at, BalanceSample.objective)
+                                 .where(BalanceSample.at >= since).order_by(BalanceSample.at)).all()
+    points = [(at, float(v)) for at, v in samples] + [(utcnow(), now)]
     top = max(v for _, v in points) or 1.0
     first, last = points[0][0], points[-1][0]
     span = (last - first).total_seconds() or 1.0
@@ -129,3 +127,16 @@ def municipality() -> Any:
     entries, _n = audit.list_audit(who, action=None, target_id=None, tenant_id=None, limit=20, offset=0)
     return page("dashboard/municipality.html", tenant=tenant, vms=vms, quota=tenants.quota_report(tenant),
                 month=month, usage=report["tenants"][0]["totals"] if report["tenants"] else {}, entries=entries)
+
+
+@signed_in
+def usage_page() -> Any:
+    """A month's usage: every municipality for an operator, one's own VMs for a municipality; or its CSV."""
+    month = request.args.get("month") or usage.current_month()
+    report = usage.report(me(), month)
+    if request.args.get("format") == "csv":
+        resp = Response(usage.as_csv(report), mimetype="text/csv")
+        resp.headers["Content-Disposition"] = f'attachment; filename="usage-{month}.csv"'
+        resp.headers["Cache-Control"] = "no-store"
+        return resp
+    return page("dashboard/usage.html", report=report, month=month)

@@ -13,15 +13,17 @@ costs its disk on top of its RAM (copy-storage migration).
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from controlplane.core.firewall import physnets_by_vm
 from controlplane.core.lookups import anti_affinity_key
 from controlplane.core.scheduling import host_labels
 from controlplane.db import db
-from controlplane.models import VM, Host, StoragePool, Tenant, VMState
+from controlplane.models import VM, BalanceSample, Host, StoragePool, Tenant, VMState
+from controlplane.models.base import utcnow
 from placement import Budget, ClusterSnapshot, HostSnapshot, VMSnapshot, plan_rebalance
 
 STABLE = (VMState.ACTIVE.value, VMState.STOPPED.value)
@@ -60,3 +62,16 @@ def balance(snap: ClusterSnapshot | None = None) -> dict[str, Any]:
     """Objective (summed stdev of utilisation), per-resource stdev and max-min spread, right now."""
     plan = plan_rebalance(snap or snapshot(), Budget(max_moves=0))  # no moves: just the measurements
     return {"objective": plan.objective_before, "stdev": plan.stdev_before, "spread": plan.spread_before}
+
+
+SAMPLES_KEPT_DAYS = 400  # a year of history and some, for the dashboard's chart
+
+
+def record_balance(measured: dict[str, Any] | None = None) -> BalanceSample:
+    """Keep the balance of now (or the one just measured) as a sample, and forget samples past retention."""
+    measured = measured or balance()
+    sample = BalanceSample(objective=float(measured["objective"]),
+                           stdev={k: float(v) for k, v in measured["stdev"].items()})
+    db.session.add(sample)
+    db.session.execute(delete(BalanceSample).where(BalanceSample.at < utcnow() - timedelta(days=SAMPLES_KEPT_DAYS)))
+    return sample

@@ -3,6 +3,7 @@ get plain data."""
 
 from controlplane.models.audit import AuditEntry, AuditHead, AuditTreeHead
 from controlplane.models.capacity import HostAllocation, TenantUsage
+from controlplane.models.cluster import BalanceSample
 from controlplane.models.consoles import ConsoleToken
 from controlplane.models.flavors import Flavor
 from controlplane.models.hosts import Host, HostState
@@ -45,6 +46,7 @@ __all__ = [
     "AuditEntry",
     "AuditHead",
     "AuditTreeHead",
+    "BalanceSample",
     "ConsoleToken",
     "ExecutorLock",
     "Flavor",

@@ -4,6 +4,7 @@ and catalogs that translate every message. The browser tests are in tests/browse
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -97,3 +98,38 @@ def test_every_message_of_the_dashboard_is_translated_and_compiled() -> None:
         with (CATALOGS / lang / "LC_MESSAGES" / "messages.mo").open("rb") as f:
             compiled = {m.id: m.string for m in read_mo(f) if m.id}
         assert compiled == source, f"{lang}: run pybabel compile -d api/translations -D messages"
+
+
+def test_usage_pages_and_the_imbalance_history(app: Any, world: World) -> None:
+    from controlplane.core.usage import CLOCK
+    from controlplane.models.base import utcnow
+    from controlplane.tasks.cluster import balance_sample
+    from tests.conftest import wait_for
+
+    for caller, name in ((world.admin_a, "u-a"), (world.admin_b, "u-b")):
+        assert caller.post("/v1/vms", json={"name": name, "flavor": "small"}).status_code == 202
+        wait_for(lambda c=caller: c.get("/v1/vms").get_json()["items"][0]["state"] == "ACTIVE")
+    CLOCK.now = lambda: utcnow() + timedelta(hours=1)  # an hour later: both VMs have run for an hour
+    try:
+        op = sign_in(app, world.operator.token, "en")
+        page = op.get("/ui/usage").get_data(as_text=True)
+        assert "municipio-a" in page and "municipio-b" in page and "u-a" in page and "u-b" in page
+        muni = sign_in(app, world.admin_a.token, "en")
+        own = muni.get("/ui/usage").get_data(as_text=True)
+        assert "u-a" in own and "u-b" not in own and "municipio-b" not in own
+    finally:
+        CLOCK.now = utcnow
+    csv = muni.get("/ui/usage?format=csv")
+    assert csv.mimetype == "text/csv" and csv.get_data(as_text=True).startswith("month,tenant,vm_id")
+    bad = muni.get("/ui/usage?month=2026-13")
+    assert bad.status_code == 422 and bad.mimetype == "text/html"
+
+    def points() -> int:
+        m = re.search(r'id="history-points">(\d+)<', op.get("/ui/operator").get_data(as_text=True))
+        assert m
+        return int(m.group(1))
+
+    assert points() == 1  # only now
+    balance_sample()
+    balance_sample()
+    assert points() == 3

@@ -205,6 +205,7 @@ def _finish(plan: Plan, status: PlanStatus, reason: str | None) -> None:
         plan.status, plan.reason, plan.finished_at = status.value, reason, utcnow()
         if plan.kind != "migrate":
             plan.achieved = cluster.balance()
+            cluster.record_balance(plan.achieved)  # the chart shows where each plan left the data center
         change.extra["achieved"] = plan.achieved
         failures = [f"{m.vm_id}: {m.reason}" for m in plan.moves if m.status == MoveStatus.FAILED]
         _op(plan, OpStatus.SUCCEEDED if status == PlanStatus.SUCCEEDED else OpStatus.FAILED,
