@@ -5,6 +5,7 @@ and operation), not Celery's own format."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery.signals import setup_logging
@@ -15,9 +16,11 @@ from controlplane.queue import celery_app
 
 
 @setup_logging.connect
-def _our_logging(**_kwargs: Any) -> None:
-    """Connected, so Celery leaves the root logger to us (worker and beat alike)."""
+def _our_logging(loglevel: int | str | None = None, **_kwargs: Any) -> None:
+    """Connected, so Celery leaves the root logger to us (worker and beat alike), at ``--loglevel``."""
     logs.configure()
+    if loglevel:
+        logging.getLogger().setLevel(loglevel)
 
 
 flask_app = create_core_app()

@@ -15,6 +15,7 @@ database: the plan's ``step_token`` (the identity of its chain) never changes wh
 
 from __future__ import annotations
 
+import json
 import re
 import statistics
 import time
@@ -34,8 +35,7 @@ pytestmark = pytest.mark.slow
 NODES = ["pve1", "pve2"]
 MIGRATE_S = 60.0
 WINDOW_S = 10.0
-LINE = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}): INFO/[^\]]*\] "
-                  r"Task (confluencia\.plans\.(?:advance|resume))\[[0-9a-f-]+\] succeeded")
+TASK = re.compile(r"^Task (confluencia\.plans\.(?:advance|resume))\[[0-9a-f-]+\] succeeded")
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +52,12 @@ def step_runs(log: Path) -> dict[str, list[datetime]]:
     """When the worker finished each step of a plan chain, and each resume, by the worker's log."""
     found: dict[str, list[datetime]] = {"confluencia.plans.advance": [], "confluencia.plans.resume": []}
     for line in log.read_text(errors="replace").splitlines():
-        m = LINE.match(line)
+        if not line.startswith("{"):
+            continue  # the worker's banner; its log lines are JSON
+        record = json.loads(line)
+        m = TASK.match(record.get("message", ""))
         if m:
-            found[m.group(2)].append(datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f"))
+            found[m.group(1)].append(datetime.strptime(record["time"], "%Y-%m-%d %H:%M:%S,%f"))
     return found
 
 
