@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from controlplane.transparency import heads
 from controlplane.transparency.heads import load_public_key
 from controlplane.transparency.verify import verify_export
-from tests.conftest import World
+from tests.conftest import World, wait_for
 
 
 def _activity(world: World, n: int = 3) -> None:
@@ -153,6 +153,8 @@ def test_export_bad_inputs_are_problems_and_change_nothing(world: World) -> None
 
 def test_municipalities_no_longer_see_global_sequence_numbers(world: World) -> None:
     _activity(world, 1)
+    for caller in (world.admin_a, world.admin_b):  # the builds' outcome entries are written by the worker
+        wait_for(lambda c=caller: all(v["state"] == "ACTIVE" for v in c.get("/v1/vms").get_json()["items"]))
     assert world.admin_a.get("/v1/audit/head").status_code == 200  # seals what is committed, then signs
     items = world.admin_a.get("/v1/audit").get_json()["items"]
     assert items and all("seq" not in e and "prev_hash" not in e for e in items)
