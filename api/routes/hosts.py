@@ -20,10 +20,10 @@ bp = operators_only(Blueprint("hosts", __name__, url_prefix="/v1/hosts",
 
 
 def _fields(h: Host) -> dict[str, Any]:
-    skip = ("usage", "option_keys", "storage_pools", "physnets")
+    skip = ("usage", "option_keys", "storage_pools", "physnets", "migration_domain")
     return {**{c: getattr(h, c) for c in s.Host._declared_fields if c not in skip},
             "option_keys": sorted(h.driver_options or {}), "storage_pools": h.pool_names,
-            "physnets": h.physnet_names}
+            "physnets": h.physnet_names, "migration_domain": hosts.migration_domain(h)}
 
 
 def _body(h: Host) -> Any:

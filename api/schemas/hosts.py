@@ -40,6 +40,10 @@ class HostCreate(StrictSchema):
     physnets = fields.List(Name(), validate=validate.Length(max=32), metadata={
         "description": "Physical networks this host is attached to (e.g. tenants, servicios): VMs on networks "
                        "of a physnet only land on hosts that list it"})
+    migration_domain = Name(allow_none=True, metadata={
+        "description": "Hosts that can exchange VMs: the Proxmox VE cluster's name, or for libvirt the hosts that "
+                       "allow copy-storage migration to each other (default: the Proxmox API endpoint, or "
+                       "'default' for libvirt). Plans and drains never move a VM across domains."})
     options = fields.Dict(keys=fields.String(validate=validate.Length(min=1, max=64)),
                           values=fields.String(validate=validate.Length(max=2000)), load_only=True,
                           metadata={"description": "Driver options, e.g. Proxmox token_id/token_secret. "
@@ -83,6 +87,7 @@ class Host(Schema):
     exclude_from_rebalance = fields.Boolean()
     storage_pools = fields.List(fields.String())
     physnets = fields.List(fields.String())
+    migration_domain = fields.String(metadata={"description": "The migration domain in effect (set or default)"})
     option_keys = fields.List(fields.String(), metadata={"description": "Names of the driver options set"})
     version = fields.Integer()
     usage = fields.Nested(HostUsage)

@@ -18,9 +18,10 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
+from controlplane.core.domains import move_label
 from controlplane.core.firewall import physnets_by_vm
 from controlplane.core.lookups import anti_affinity_key
-from controlplane.core.scheduling import host_labels
+from controlplane.core.scheduling import labels_of_host
 from controlplane.db import db
 from controlplane.models import VM, BalanceSample, Host, StoragePool, Tenant, VMState
 from controlplane.models.base import utcnow
@@ -31,6 +32,7 @@ STABLE = (VMState.ACTIVE.value, VMState.STOPPED.value)
 
 def snapshot(for_drain: bool = False) -> ClusterSnapshot:
     hosts = list(db.session.execute(select(Host).order_by(Host.name)).scalars())
+    by_id = {h.id: h for h in hosts}
     excluded_tenants = set(db.session.execute(select(Tenant.id).where(Tenant.exclude_from_rebalance)).scalars())
     vms = db.session.execute(select(VM).where(VM.host_id.is_not(None), VM.state != VMState.DELETED.value)
                              .order_by(VM.id)).scalars()
@@ -44,6 +46,8 @@ def snapshot(for_drain: bool = False) -> ClusterSnapshot:
         pool = pools.get(vm.pool_id or "")
         labels = frozenset({f"pool:{pool.name}"} if pool is not None and pool.shared else set()) | frozenset(
             f"net:{n}" for n in physnets.get(vm.id, ()))
+        if vm.host_id in by_id:  # only hosts of its migration domain can take it
+            labels |= {move_label(vm, by_id[vm.host_id], pool)}
         local_disk = vm.image_id is not None and (pool is None or not pool.shared)  # copied by a migration
         snap_vms.append(VMSnapshot(id=vm.id, host=vm.host_id or "", demand=demand, tenant=vm.tenant_id,
                                    anti_affinity=group, pinned=stays, required_labels=labels,
@@ -53,7 +57,7 @@ def snapshot(for_drain: bool = False) -> ClusterSnapshot:
                                        tenant=vm.tenant_id, anti_affinity=group, pinned=True))
     snap_hosts = [HostSnapshot(id=h.id, capacity=h.capacity(), state=h.state, zone=h.zone,
                                exclude_from_rebalance=h.exclude_from_rebalance and not for_drain,
-                               labels=host_labels(h.storage_pools, h.physnets))
+                               labels=labels_of_host(h))
                   for h in hosts]
     return ClusterSnapshot(hosts=snap_hosts, vms=snap_vms)
 

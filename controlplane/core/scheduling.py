@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, select
 
 from controlplane.core import capacity
+from controlplane.core.domains import host_domain_labels, move_label
 from controlplane.core.firewall import physnets_by_vm
 from controlplane.core.lookups import anti_affinity_key
 from controlplane.db import db
@@ -50,8 +51,8 @@ REASON_OVERRIDES: dict[Reason, tuple[str, str]] = {
     Reason.OUTSIDE_ZONES: ("outside the allowed zones", "fuera de las zonas permitidas"),
     Reason.ANTI_AFFINITY: ("anti-affinity conflict (a VM of the same group is there)",
                            "conflicto de antiafinidad (ya hay una VM del mismo grupo)"),
-    Reason.MISSING_LABELS: ("does not reach the storage pool or the network",
-                            "no llega al pool de almacenamiento o a la red"),
+    Reason.MISSING_LABELS: ("does not reach the storage pool or the network, or is in another migration domain",
+                            "no llega al pool de almacenamiento o a la red, o está en otro dominio de migración"),
 }
 
 
@@ -84,12 +85,12 @@ def build_snapshot(tenant_id: str, anti_affinity_group: str | None) -> ClusterSn
                                   anti_affinity=anti_affinity_key(m.tenant_id, anti_affinity_group)))
     rows = db.session.execute(_SNAPSHOT)  # columns, not ORM objects: this runs for every placement
     snap_hosts = []
-    for host_id, state, zone, pools, physnets, *cap, v, r, d, drained in rows:
+    for host_id, state, zone, pools, physnets, driver, uri, domain, *cap, v, r, d, drained in rows:
         own = member_load.get(host_id, (0.0, 0.0, 0.0))
         rest = (max((v or 0) - own[0], 0.0), max((r or 0) - own[1], 0.0), max((d or 0) - own[2], 0.0))
         state = HostState.MAINTENANCE.value if drained else state  # a drain empties it: no new VMs
         snap_hosts.append(HostSnapshot(id=host_id, capacity=capacity_of(*cap), state=state, zone=zone,
-                                       base_usage=rest, labels=host_labels(pools, physnets)))
+                                       base_usage=rest, labels=host_labels(pools, physnets, driver, uri, domain)))
     return ClusterSnapshot(hosts=snap_hosts, vms=vms)
 
 
@@ -99,7 +100,8 @@ HOST_CAPACITY = (Host.vcpus, Host.ram_mib, Host.disk_gib, Host.reserved_vcpus, H
 
 _DRAINING = (select(Plan.id).where(Plan.kind == "drain", Plan.host_id == Host.id,
                                    Plan.status.in_(ACTIVE_PLAN_STATES)).exists())
-_SNAPSHOT = (select(Host.id, Host.state, Host.zone, Host.storage_pools, Host.physnets, *HOST_CAPACITY,
+_SNAPSHOT = (select(Host.id, Host.state, Host.zone, Host.storage_pools, Host.physnets, Host.driver, Host.uri,
+                    Host.migration_domain, *HOST_CAPACITY,
                     HostAllocation.vcpus,
                     HostAllocation.ram_mib, HostAllocation.disk_gib, _DRAINING)
              .outerjoin(HostAllocation, HostAllocation.host_id == Host.id))
@@ -110,9 +112,16 @@ def pool_labels(pools: list[str] | None) -> frozenset[str]:
     return frozenset(f"pool:{p}" for p in pools or ())
 
 
-def host_labels(pools: list[str] | None, physnets: list[str] | None) -> frozenset[str]:
-    """A host's placement labels: the shared pools it reaches and the physical networks it is attached to."""
-    return pool_labels(pools) | frozenset(f"net:{n}" for n in physnets or ())
+def host_labels(pools: list[str] | None, physnets: list[str] | None, driver: str, uri: str,
+                domain: str | None) -> frozenset[str]:
+    """A host's placement labels: the shared pools it reaches, the physical networks it is attached to, its
+    driver and its migration domain (:mod:`controlplane.core.domains`)."""
+    return (pool_labels(pools) | frozenset(f"net:{n}" for n in physnets or ())
+            | host_domain_labels(driver, uri, domain))
+
+
+def labels_of_host(host: Host) -> frozenset[str]:
+    return host_labels(host.storage_pools, host.physnets, host.driver, host.uri, host.migration_domain)
 
 
 def labels_of(vm: VM) -> frozenset[str]:
@@ -122,6 +131,15 @@ def labels_of(vm: VM) -> frozenset[str]:
     labels = {f"pool:{pool.name}"} if pool is not None and pool.shared else set()
     labels |= {f"net:{n}" for n in physnets_by_vm([vm.id]).get(vm.id, ())}
     return frozenset(labels)
+
+
+def move_labels_of(vm: VM) -> frozenset[str]:
+    """What a host needs to take ``vm`` from the host it is on: :func:`labels_of` and its migration domain."""
+    host = db.session.get(Host, vm.host_id) if vm.host_id else None
+    if host is None:
+        return labels_of(vm)
+    pool = db.session.get(StoragePool, vm.pool_id) if vm.pool_id else None
+    return labels_of(vm) | {move_label(vm, host, pool)}
 
 
 def capacity_of(vcpus: int, ram: int, disk: int, r_vcpus: int, r_ram: int, r_disk: int, cpu_ratio: float,
@@ -185,7 +203,7 @@ def choose_and_claim(vm: VM, exclude: set[str] | None = None, labels: frozenset[
                 busy.append(host_id)
                 continue
             host, used = locked
-            if (host.state == HostState.ENABLED and labels <= host_labels(host.storage_pools, host.physnets)
+            if (host.state == HostState.ENABLED and labels <= labels_of_host(host)
                     and capacity.fits(host, used, vm.vcpus, vm.ram_mib, vm.host_disk_gib)):
                 vm.host_id = host.id
                 return host

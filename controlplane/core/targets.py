@@ -6,8 +6,9 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from controlplane.core import capacity
+from controlplane.core.domains import check_same_domain
 from controlplane.core.lookups import draining_host_ids
-from controlplane.core.scheduling import host_labels, labels_of
+from controlplane.core.scheduling import labels_of, labels_of_host
 from controlplane.db import db
 from controlplane.errors import InsufficientCapacity, InvalidState, Msg
 from controlplane.models import VM, Host, HostState, VMState
@@ -26,7 +27,7 @@ def check_override(vm: VM, host: Host, labels: frozenset[str] = frozenset()) -> 
 
 
 def _refuse_without_pool(host: Host, labels: frozenset[str]) -> None:
-    missing = sorted(label.partition(":")[2] for label in labels - host_labels(host.storage_pools, host.physnets))
+    missing = sorted(label.partition(":")[2] for label in labels - labels_of_host(host))
     if missing:
         raise InvalidState(Msg(f"Host {host.name} does not reach the storage pool or network {', '.join(missing)}.",
                                f"El host {host.name} no llega al pool de almacenamiento o a la red "
@@ -49,9 +50,7 @@ def check_target(vm: VM, target: Host, source: Host) -> None:
                                f"El host {target.name} está en estado {target.state}; no recibe VMs."))
     _refuse_draining(target)
     _refuse_without_pool(target, labels_of(vm))
-    if target.driver != source.driver:
-        raise InvalidState(Msg(f"Cannot live-migrate between a {source.driver} and a {target.driver} host.",
-                               f"No se puede migrar en vivo entre un host {source.driver} y uno {target.driver}."))
+    check_same_domain(vm, source, target)
     if not capacity.fits(target, capacity.host_allocation(target.id), vm.vcpus, vm.ram_mib, vm.host_disk_gib):
         raise InsufficientCapacity(Msg(f"Host {target.name} has no room for VM {vm.name!r}.",
                                        f"El host {target.name} no tiene lugar para la VM {vm.name!r}."))

@@ -53,6 +53,8 @@ class Host(db.Model):  # type: ignore[name-defined]
     storage_pools: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     # names of the physical networks this host is attached to (its uplinks / bridge families)
     physnets: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    # the hosts that can exchange VMs with this one (controlplane.core.domains); None: its driver's default
+    migration_domain: Mapped[str | None] = mapped_column(String(63), nullable=True)
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
     created_at: Mapped[datetime] = created_column()
     updated_at: Mapped[datetime] = updated_column()

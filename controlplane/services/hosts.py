@@ -13,6 +13,7 @@ from controlplane.context import Principal
 from controlplane.core import capacity
 from controlplane.core.audit import audited, created
 from controlplane.core.authz import require_operator
+from controlplane.core.domains import domain_name
 from controlplane.core.drivers import plain_options
 from controlplane.core.lookups import host_or_404
 from controlplane.core.secrets import seal_options
@@ -172,6 +173,11 @@ def list_hosts(actor: Principal, *, state: str | None, zone: str | None, driver:
     if driver:
         stmt = stmt.where(Host.driver == driver)
     return paginate(stmt, limit, offset)
+
+
+def migration_domain(host: Host) -> str:
+    """The migration domain ``host`` is in: the one set, or its driver's default."""
+    return domain_name(host.driver, host.uri, host.migration_domain)
 
 
 def utilisation(hosts: list[Host]) -> dict[str, dict[str, Any]]:

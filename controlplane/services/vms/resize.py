@@ -23,7 +23,7 @@ from controlplane.core.drivers import driver_for, root_disk
 from controlplane.core.leases import Finished, finish_op, load_op, start_op
 from controlplane.core.outbox import enqueue, vm_operation
 from controlplane.core.quotas import check_quota, lock_tenant
-from controlplane.core.scheduling import choose_and_claim, labels_of
+from controlplane.core.scheduling import choose_and_claim, move_labels_of
 from controlplane.core.tx import transaction
 from controlplane.db import db
 from controlplane.errors import InsufficientCapacity, InvalidState, Msg, ProblemError, ValidationFailed
@@ -98,7 +98,8 @@ def _move_first(vm: VM, new: dict[str, int]) -> Plan:
     probe = VM(id=vm.id, tenant_id=vm.tenant_id, anti_affinity_group=vm.anti_affinity_group,
                vcpus=new["vcpus"], ram_mib=new["ram_mib"], disk_gib=new["disk_gib"],
                host_disk_gib=new["disk_gib"] if vm.host_disk_gib == vm.disk_gib else 0)
-    target = choose_and_claim(probe, exclude={vm.host_id or ""}, labels=labels_of(vm))  # never added to the session
+    # the probe is never added to the session
+    target = choose_and_claim(probe, exclude={vm.host_id or ""}, labels=move_labels_of(vm))
     return single_move_plan(SYSTEM, vm, target, origin="resize")
 
 
