@@ -1,7 +1,7 @@
 """Issue 12: one chain of step tasks per plan, however often the beat resumes plans.
 
 A real worker and ``celery beat`` with ``CONFLUENCIA_PLAN_RESUME_S=1`` (sixty resumes a minute: an hour of
-production resumes in a minute) drive a one-move plan whose migration takes a minute on the Proxmox VE API
+production resumes in a minute) drive a one-move plan whose migration takes half a minute on the Proxmox VE API
 simulator (its task durations are ours to set: ``qmigrate`` runs ``MIGRATE_S``). While the move runs the
 chain steps every ``POLL_S`` (0.5 s), so one chain makes about 20 steps in a 10 s window.
 
@@ -33,7 +33,7 @@ from tests.e2e.stack import Stack, running_stack, setup_tenant
 pytestmark = pytest.mark.slow
 
 NODES = ["pve1", "pve2"]
-MIGRATE_S = 60.0
+MIGRATE_S = 30.0
 WINDOW_S = 10.0
 TASK = re.compile(r"^Task (confluencia\.plans\.(?:advance|resume))\[[0-9a-f-]+\] succeeded")
 
