@@ -52,6 +52,15 @@ class Settings:
     nightly_max_copy_gib: float | None = None
     nightly_min_gain: float = 0.05
     health_check_s: float = 60.0
+    # the SSH host agent (issue 16): facts and measured load of hosts with an "agent_ssh" address
+    ssh_key_file: str | None = None  # the control plane's private key; None: no agent runs
+    ssh_known_hosts: str | None = None  # the hosts' keys; an unknown or changed key is refused, never added
+    host_agent_s: float = 60.0  # how often load is measured (facts: every hour); 0: never
+    load_weight_cpu: float = 0.5  # weight of measured CPU busy in the balancing objective (0: off)
+    load_weight_mem: float = 0.5  # weight of measured memory in use
+    load_deadband: float = 0.10  # hysteresis: measured deviations from the mean within this count as none
+    load_alpha: float = 0.3  # smoothing: each sample's weight in the exponentially weighted mean
+    load_stale_s: float = 900.0  # measurements older than this are not used
     # abuse limits (issue 12): "N/period" strings as flask-limiter reads them, or "off"
     ratelimit_storage_url: str = "memory://"
     ratelimit_auth_failures: str = "20/minute"  # failed authentications per client address
@@ -157,6 +166,14 @@ class Settings:
             if e.get("CONFLUENCIA_NIGHTLY_MAX_COPY_GIB") else None,
             "nightly_min_gain": float(e.get("CONFLUENCIA_NIGHTLY_MIN_GAIN") or cls.nightly_min_gain),
             "health_check_s": float(e.get("CONFLUENCIA_HEALTH_CHECK_S") or cls.health_check_s),
+            "ssh_key_file": e.get("CONFLUENCIA_SSH_KEY_FILE") or None,
+            "ssh_known_hosts": e.get("CONFLUENCIA_SSH_KNOWN_HOSTS") or None,
+            "host_agent_s": float(e.get("CONFLUENCIA_HOST_AGENT_S") or cls.host_agent_s),
+            "load_weight_cpu": float(e.get("CONFLUENCIA_LOAD_WEIGHT_CPU") or cls.load_weight_cpu),
+            "load_weight_mem": float(e.get("CONFLUENCIA_LOAD_WEIGHT_MEM") or cls.load_weight_mem),
+            "load_deadband": float(e.get("CONFLUENCIA_LOAD_DEADBAND") or cls.load_deadband),
+            "load_alpha": float(e.get("CONFLUENCIA_LOAD_ALPHA") or cls.load_alpha),
+            "load_stale_s": float(e.get("CONFLUENCIA_LOAD_STALE_S") or cls.load_stale_s),
             "lease_s": float(e.get("CONFLUENCIA_LEASE_S") or cls.lease_s),
             "strict_io": _bool(e.get("CONFLUENCIA_STRICT_IO"), False),
             "plan_resume_s": float(e.get("CONFLUENCIA_PLAN_RESUME_S") or cls.plan_resume_s),

@@ -31,6 +31,7 @@ PLAN_RESUME = "confluencia.plans.resume"
 NIGHTLY = "confluencia.plans.nightly"
 HOST_HEALTH = "confluencia.hosts.health"
 HOST_CHECK = "confluencia.hosts.check"
+HOST_GATHER = "confluencia.hosts.gather"
 RECONCILE = "confluencia.reconcile"
 REQUEUE_STALE = "confluencia.ops.requeue_stale"
 AUDIT_SEAL = "confluencia.audit.seal"
@@ -146,4 +147,6 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "audit-seal": {"task": AUDIT_SEAL, "schedule": 2.0},
         "audit-sign": {"task": AUDIT_SIGN, "schedule": 60.0},
         "balance-sample": {"task": BALANCE_SAMPLE, "schedule": 600.0},
+        **({"host-agent": {"task": HOST_GATHER, "schedule": settings.host_agent_s}} if settings.host_agent_s > 0
+           else {}),
     }

@@ -70,16 +70,17 @@ def banded(values: Mapping[str, float], deadband: float) -> dict[str, float]:
 
 def with_measured_load(snap: ClusterSnapshot, load: Mapping[str, MeasuredLoad],
                        weights: LoadWeights) -> ClusterSnapshot:
-    """``snap`` with the measured columns ``weights`` asks for (``snap`` itself when it asks for none)."""
+    """``snap`` with the measured columns ``weights`` asks for (``snap`` itself when it asks for none or no
+    schedulable host was measured: a data center without agents plans on allocation alone)."""
+    unknown = sorted(set(load) - {h.id for h in snap.hosts})
+    if unknown:
+        raise PlacementInputError(f"measured load of unknown hosts {unknown}")
     columns = weights.columns
-    if not columns:
+    if not columns or not any(h.schedulable and h.id in load for h in snap.hosts):
         return snap
     clash = sorted(set(snap.resources) & {n for n, _ in columns})
     if clash:
         raise PlacementInputError(f"the snapshot already has measured columns {clash}")
-    unknown = sorted(set(load) - {h.id for h in snap.hosts})
-    if unknown:
-        raise PlacementInputError(f"measured load of unknown hosts {unknown}")
     measured_hosts = [h.id for h in snap.hosts if h.schedulable and h.id in load]
     per_column: dict[str, dict[str, float]] = {}
     for name, _ in columns:

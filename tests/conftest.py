@@ -33,8 +33,9 @@ with open(os.environ["CONFLUENCIA_AUDIT_KEY_FILE"], "wb") as _key_file:
     _key_file.write(Ed25519PrivateKey.generate().private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
 
-TABLES = ["balance_samples", "usage_intervals", "audit_tree_heads", "audit_entries", "idempotency_records",
-          "operations", "plan_moves", "plans", "console_tokens", "volumes", "port_security_groups", "ports", "vms",
+TABLES = ["host_agent_state", "balance_samples", "usage_intervals", "audit_tree_heads", "audit_entries",
+          "idempotency_records", "operations", "plan_moves", "plans", "console_tokens", "volumes",
+          "port_security_groups", "ports", "vms",
           "security_rules", "security_groups", "network_grants", "networks", "keypairs", "images", "api_tokens",
           "users", "flavors", "host_allocations", "tenant_usage", "pool_allocations", "hosts", "storage_pools",
           "tenants"]

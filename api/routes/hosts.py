@@ -20,10 +20,11 @@ bp = operators_only(Blueprint("hosts", __name__, url_prefix="/v1/hosts",
 
 
 def _fields(h: Host) -> dict[str, Any]:
-    skip = ("usage", "option_keys", "storage_pools", "physnets", "migration_domain")
+    skip = ("usage", "option_keys", "storage_pools", "physnets", "migration_domain", "agent")
     return {**{c: getattr(h, c) for c in s.Host._declared_fields if c not in skip},
             "option_keys": sorted(h.driver_options or {}), "storage_pools": h.pool_names,
-            "physnets": h.physnet_names, "migration_domain": hosts.migration_domain(h)}
+            "physnets": h.physnet_names, "migration_domain": hosts.migration_domain(h),
+            "agent": hosts.agent_view(h)}
 
 
 def _body(h: Host) -> Any:
@@ -76,6 +77,15 @@ def host_maintenance(args: dict[str, Any], host_id: str) -> Response:
     once; see /v1/plans). Off: the host takes VMs again and a drain still running is cancelled."""
     h = hosts.set_maintenance(principal(), host_id, args["enabled"], args.get("reason"))
     return with_etag(_body(h), h.version)
+
+
+@bp.route("/<host_id>/gather", methods=["POST"])
+@bp.response(202, s.Host)
+def host_gather(host_id: str) -> Any:
+    """Send the SSH host agent now: its facts (compared with the registration) and a load sample appear in
+    ``agent`` when it is back (409 when the host has no ``agent_ssh``)."""
+    h = hosts.request_gather(principal(), host_id)
+    return {**_fields(h), "usage": hosts.utilisation([h])[h.id]}
 
 
 @bp.route("/<host_id>", methods=["DELETE"])

@@ -44,6 +44,9 @@ class HostCreate(StrictSchema):
         "description": "Hosts that can exchange VMs: the Proxmox VE cluster's name, or for libvirt the hosts that "
                        "allow copy-storage migration to each other (default: the Proxmox API endpoint, or "
                        "'default' for libvirt). Plans and drains never move a VM across domains."})
+    agent_ssh = fields.String(allow_none=True, validate=validate.Length(min=3, max=300), metadata={
+        "description": "Where the SSH host agent reaches the host, user@address[:port] (its key must be in the "
+                       "control plane's known_hosts: an unknown or changed key is refused). null: no agent."})
     options = fields.Dict(keys=fields.String(validate=validate.Length(min=1, max=64)),
                           values=fields.String(validate=validate.Length(max=2000)), load_only=True,
                           metadata={"description": "Driver options, e.g. Proxmox token_id/token_secret. "
@@ -67,6 +70,24 @@ class HostUsage(Schema):
     vms = fields.Integer()
 
 
+class HostLoad(Schema):
+    cpu = fields.Float(metadata={"description": "Smoothed CPU busy + steal, 0..1"})
+    mem = fields.Float(metadata={"description": "Smoothed memory in use, 0..1"})
+    at = fields.DateTime()
+    sample = fields.Dict(metadata={"description": "The last sample: CPU busy/steal %, memory, disk and network "
+                                                  "bytes per second"})
+
+
+class HostAgent(Schema):
+    error = fields.String(allow_none=True, metadata={"description": "Why the last visit failed (null: it worked)"})
+    facts = fields.Dict(allow_none=True)
+    facts_at = fields.DateTime(allow_none=True)
+    facts_mismatch = fields.List(fields.Dict(), metadata={
+        "description": "How the facts disagree with the registered capacity (code, resource, registered, "
+                       "measured, reason, reason_es); empty when they agree"})
+    measured = fields.Nested(HostLoad, allow_none=True, data_key="load")
+
+
 class Host(Schema):
     id = fields.String()
     name = fields.String()
@@ -88,6 +109,10 @@ class Host(Schema):
     storage_pools = fields.List(fields.String())
     physnets = fields.List(fields.String())
     migration_domain = fields.String(metadata={"description": "The migration domain in effect (set or default)"})
+    agent_ssh = fields.String(allow_none=True)
+    agent = fields.Nested(HostAgent, allow_none=True, metadata={
+        "description": "What the SSH host agent last found: facts, how they disagree with the registration, "
+                       "smoothed measured load (fractions of the host) and its last sample"})
     option_keys = fields.List(fields.String(), metadata={"description": "Names of the driver options set"})
     version = fields.Integer()
     usage = fields.Nested(HostUsage)

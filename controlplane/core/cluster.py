@@ -18,14 +18,16 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
+from controlplane.config import settings
 from controlplane.core.domains import move_label
 from controlplane.core.firewall import physnets_by_vm
 from controlplane.core.lookups import anti_affinity_key
 from controlplane.core.scheduling import labels_of_host
 from controlplane.db import db
-from controlplane.models import VM, BalanceSample, Host, StoragePool, Tenant, VMState
+from controlplane.models import VM, BalanceSample, Host, HostAgentState, StoragePool, Tenant, VMState
 from controlplane.models.base import utcnow
 from placement import Budget, ClusterSnapshot, HostSnapshot, VMSnapshot, plan_rebalance
+from placement.measured import LoadWeights, MeasuredLoad, with_measured_load
 
 STABLE = (VMState.ACTIVE.value, VMState.STOPPED.value)
 
@@ -59,7 +61,22 @@ def snapshot(for_drain: bool = False) -> ClusterSnapshot:
                                exclude_from_rebalance=h.exclude_from_rebalance and not for_drain,
                                labels=labels_of_host(h))
                   for h in hosts]
-    return ClusterSnapshot(hosts=snap_hosts, vms=snap_vms)
+    load = {h: m for h, m in measured_load().items() if h in by_id}
+    return with_measured_load(ClusterSnapshot(hosts=snap_hosts, vms=snap_vms), load, load_weights())
+
+
+def load_weights() -> LoadWeights:
+    s = settings()
+    return LoadWeights(cpu=s.load_weight_cpu, mem=s.load_weight_mem, deadband=s.load_deadband)
+
+
+def measured_load() -> dict[str, MeasuredLoad]:
+    """The smoothed measured load of the hosts measured recently enough (the host agent writes it)."""
+    fresh = utcnow() - timedelta(seconds=settings().load_stale_s)
+    rows = db.session.execute(select(HostAgentState.host_id, HostAgentState.load_cpu, HostAgentState.load_mem).where(
+        HostAgentState.load_at >= fresh, HostAgentState.load_cpu.is_not(None), HostAgentState.load_mem.is_not(None)))
+    return {host_id: MeasuredLoad(cpu=min(max(cpu or 0.0, 0.0), 1.0), mem=min(max(mem or 0.0, 0.0), 1.0))
+            for host_id, cpu, mem in rows}
 
 
 def balance(snap: ClusterSnapshot | None = None) -> dict[str, Any]:

@@ -33,7 +33,8 @@ QUOTA_FIELDS = ("quota_vcpus", "quota_ram_mib", "quota_disk_gib", "quota_vms", "
                 "quota_addresses")
 HOST_FIELDS = ("name", "driver", "uri", "vcpus", "ram_mib", "disk_gib", "reserved_vcpus", "reserved_ram_mib",
                "reserved_disk_gib", "cpu_ratio", "ram_ratio", "disk_ratio", "zone", "state", "state_reason",
-               "exclude_from_rebalance", "storage_pools", "physnets", "migration_domain")
+               "exclude_from_rebalance", "storage_pools", "physnets", "migration_domain",
+               "agent_ssh")
 
 
 def vm_view(vm: VM) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from controlplane.models.capacity import HostAllocation, TenantUsage
 from controlplane.models.cluster import BalanceSample
 from controlplane.models.consoles import ConsoleToken
 from controlplane.models.flavors import Flavor
-from controlplane.models.hosts import Host, HostState
+from controlplane.models.hosts import Host, HostAgentState, HostState
 from controlplane.models.idempotency import IdempotencyRecord
 from controlplane.models.images import Image, ImageState
 from controlplane.models.keypairs import Keypair
@@ -51,6 +51,7 @@ __all__ = [
     "ExecutorLock",
     "Flavor",
     "Host",
+    "HostAgentState",
     "HostAllocation",
     "HostState",
     "IdempotencyRecord",

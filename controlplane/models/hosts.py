@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import JSON, Boolean, CheckConstraint, Float, Integer, String, Text
+from sqlalchemy import JSON, Boolean, CheckConstraint, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from controlplane.db import db
-from controlplane.models.base import created_column, id_column, updated_column
+from controlplane.models.base import UTCDateTime, created_column, id_column, updated_column
 
 
 class HostState(enum.StrEnum):
@@ -55,6 +56,8 @@ class Host(db.Model):  # type: ignore[name-defined]
     physnets: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     # the hosts that can exchange VMs with this one (controlplane.core.domains); None: its driver's default
     migration_domain: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    # the SSH host agent (controlplane.services.host_agent): "user@address[:port]", None = no agent
+    agent_ssh: Mapped[str | None] = mapped_column(String(300), nullable=True)
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
     created_at: Mapped[datetime] = created_column()
     updated_at: Mapped[datetime] = updated_column()
@@ -76,3 +79,21 @@ class Host(db.Model):  # type: ignore[name-defined]
             max(self.ram_mib - self.reserved_ram_mib, 0) * self.ram_ratio,
             max(self.disk_gib - self.reserved_disk_gib, 0) * self.disk_ratio,
         )
+
+
+class HostAgentState(db.Model):  # type: ignore[name-defined]
+    """What the SSH host agent last found on a host (its own row: measuring load every minute must not bump
+    the host's version, which operators' If-Match updates compare)."""
+
+    __tablename__ = "host_agent_state"
+
+    host_id: Mapped[str] = mapped_column(String(36), ForeignKey("hosts.id", ondelete="CASCADE"), primary_key=True)
+    agent_error: Mapped[str | None] = mapped_column(Text, nullable=True)  # why the last gathering failed
+    facts: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # CPU, memory, disks, NICs, versions
+    facts_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    facts_mismatch: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)  # vs registration
+    # measured load: exponentially weighted means of the samples (fractions of the host) and the last sample
+    load_cpu: Mapped[float | None] = mapped_column(Float, nullable=True)
+    load_mem: Mapped[float | None] = mapped_column(Float, nullable=True)
+    load_sample: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    load_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

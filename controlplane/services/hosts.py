@@ -20,7 +20,8 @@ from controlplane.core.secrets import seal_options
 from controlplane.core.tx import after_commit, check_version, paginate, transaction
 from controlplane.db import db
 from controlplane.errors import Conflict, Msg, ValidationFailed
-from controlplane.models import VM, Host, HostState, Plan, PlanMove, VMState
+from controlplane.models import VM, Host, HostAgentState, HostState, Plan, PlanMove, VMState
+from controlplane.services.host_agent import parse_agent_address
 from controlplane.services.plans.drains import lock_drains_of, start_drain_in_tx, stop_drains_in_tx
 from controlplane.services.pools import check_host_pools
 
@@ -60,6 +61,8 @@ def create_host(actor: Principal, data: dict[str, Any], *, verify: bool = True) 
     if "options" in data:
         data["driver_options"] = data.pop("options")
     _check_uri(data["driver"], data["uri"], data.get("driver_options"))
+    if data.get("agent_ssh"):
+        parse_agent_address(data["agent_ssh"])
     if data.get("driver_options"):
         data["driver_options"] = seal_options(data["driver_options"])  # secret values encrypted at rest
     with transaction():
@@ -101,6 +104,8 @@ def update_host(actor: Principal, host_ref: str, changes: dict[str, Any], if_mat
             changes["storage_pools"] = check_host_pools(changes["storage_pools"])
         if "physnets" in changes:
             changes["physnets"] = sorted(set(changes["physnets"]))
+        if changes.get("agent_ssh"):
+            parse_agent_address(changes["agent_ssh"])
         reconnect = bool({"uri", "driver", "driver_options"} & set(changes))
         if reconnect:
             _check_uri(changes.get("driver", host.driver), changes.get("uri", host.uri),
@@ -173,6 +178,28 @@ def list_hosts(actor: Principal, *, state: str | None, zone: str | None, driver:
     if driver:
         stmt = stmt.where(Host.driver == driver)
     return paginate(stmt, limit, offset)
+
+
+def agent_view(host: Host) -> dict[str, Any] | None:
+    """What the SSH host agent last found on ``host`` (None before its first visit)."""
+    state = db.session.get(HostAgentState, host.id)
+    if state is None:
+        return None
+    return {"error": state.agent_error, "facts": state.facts, "facts_at": state.facts_at,
+            "facts_mismatch": state.facts_mismatch or [],
+            "measured": None if state.load_at is None else {"cpu": state.load_cpu, "mem": state.load_mem,
+                                                        "at": state.load_at, "sample": state.load_sample}}
+
+
+def request_gather(actor: Principal, host_ref: str) -> Host:
+    """Send the SSH host agent to ``host`` now (facts and load); 409 when it has no agent address."""
+    host = get_host(actor, host_ref)
+    if not host.agent_ssh:
+        raise Conflict(Msg(f"Host {host.name} has no agent_ssh address: the host agent cannot reach it.",
+                           f"El host {host.name} no tiene dirección agent_ssh: el agente no puede llegar a él."))
+    db.session.rollback()
+    queue.send(queue.HOST_GATHER, [[host.id]])
+    return host
 
 
 def migration_domain(host: Host) -> str:

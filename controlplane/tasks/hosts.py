@@ -1,10 +1,10 @@
 """Celery tasks of hosts: the periodic health check of all hosts, and the check of one host (sent when a
-host is registered or its connection details change)."""
+host is registered or its connection details change), and the SSH host agent's gathering of facts and load."""
 
 from __future__ import annotations
 
-from controlplane.queue import HOST_CHECK, HOST_HEALTH, task
-from controlplane.services import host_health
+from controlplane.queue import HOST_CHECK, HOST_GATHER, HOST_HEALTH, task
+from controlplane.services import host_agent, host_health
 
 
 @task(HOST_HEALTH)
@@ -15,3 +15,9 @@ def hosts_health() -> dict[str, str]:
 @task(HOST_CHECK)
 def host_check(host_id: str) -> dict[str, str]:
     return host_health.check_hosts([host_id])
+
+
+@task(HOST_GATHER)
+def hosts_gather(host_ids: list[str] | None = None) -> dict[str, str]:
+    """Facts and measured load of the hosts with an SSH agent address (controlplane.services.host_agent)."""
+    return host_agent.gather(host_ids)

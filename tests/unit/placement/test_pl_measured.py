@@ -60,6 +60,7 @@ def test_a_hot_host_sheds_vms_to_cool_ones() -> None:
 def test_weights_zero_leave_the_snapshot_as_it_is_and_allocation_still_rules() -> None:
     snap = balanced()
     assert with_measured_load(snap, noisy(1, 0.4), LoadWeights()) is snap
+    assert with_measured_load(snap, {}, LoadWeights(cpu=1.0)) is snap  # nothing measured: allocation alone
     out = with_measured_load(snap, {"h0": MeasuredLoad(0.9, 0.9)}, LoadWeights(cpu=2.0))
     assert out.resources == ("vcpu", "ram_mib", "disk_gib", "cpu_load") and out.soft_resources == {"cpu_load"}
     assert out.weights == (1.0, 1.0, 1.0, 2.0)
@@ -79,7 +80,8 @@ def test_the_band_pulls_values_towards_the_mean_and_never_past_it() -> None:
     lambda: MeasuredLoad(cpu=float("nan"), mem=0.1),
     lambda: LoadWeights(cpu=-1.0),
     lambda: with_measured_load(balanced(), {"nope": MeasuredLoad(0.1, 0.1)}, LoadWeights(cpu=1.0)),
-    lambda: with_measured_load(with_measured_load(balanced(), {}, LoadWeights(cpu=1.0)), {}, LoadWeights(cpu=1.0)),
+    lambda: with_measured_load(with_measured_load(balanced(), {"h1": MeasuredLoad(0.1, 0.1)}, LoadWeights(cpu=1.0)),
+                               {"h1": MeasuredLoad(0.1, 0.1)}, LoadWeights(cpu=1.0)),
 ])
 def test_bad_measurements_are_refused_by_name(bad: object) -> None:
     with pytest.raises(PlacementInputError):
