@@ -239,6 +239,12 @@ class HypervisorDriver(Protocol):
         """Stop if needed and remove the domain and its storage; already gone is success."""
         ...
 
+    def forget(self, vm_id: str) -> None:
+        """Stop if needed and remove the domain's definition from this host, keeping its disks on shared pools
+        (another host runs the VM from them now: a host that comes back after it was fenced); its files on
+        host-local pools are removed. Already gone is success."""
+        ...
+
     def migrate(
         self,
         vm_id: str,

@@ -287,6 +287,31 @@ class LibvirtDriver:
 
         self._call(delete, f"delete {vm_id}")
 
+    def forget(self, vm_id: str) -> None:
+        lv = self._lv()
+
+        def forget(conn: Any) -> None:
+            dom = self._lookup(conn, vm_id)
+            if dom is None:
+                return
+            ours = self._ours(dom)
+            if ours is None:
+                raise InvalidState(f"refusing to forget {vm_id!r} on {self.uri}: not created by Confluencia",
+                                   host=self.uri, code="OPERATION_DENIED")  # fmt: skip
+            try:
+                if dom.isActive():
+                    dom.destroy()
+                if ours.root is not None and ours.root.pool in self.opts.storage.local_pools:
+                    disks.remove_vm_files(conn, self.opts, vm_id, ours)  # only this host had them
+                if dom.isPersistent():
+                    dom.undefineFlags(lv.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | lv.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+                                      | lv.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA | lv.VIR_DOMAIN_UNDEFINE_NVRAM)
+            except lv.libvirtError as exc:
+                if exc.get_error_code() != lv.VIR_ERR_NO_DOMAIN:
+                    raise
+
+        self._call(forget, f"forget {vm_id}")
+
     # -- migration -----------------------------------------------------------------------------
 
     def migrate(

@@ -268,6 +268,12 @@ class ProxmoxDriver:
 
         self.pve.run_task(key, f"stop of {vm_id}", vmid, ("qmstop",), self.opts.start_timeout_s, launch)
 
+    def forget(self, vm_id: str) -> None:
+        """A node's VMs are relocated by Proxmox VE's own HA manager (``ha-manager``), which fences through the
+        cluster's watchdog: the control plane does not move their configuration."""
+        raise DriverError(f"forget {vm_id}: Proxmox VE relocates a dead node's VMs with its own HA manager",
+                          host=self.uri, code="NO_SUPPORT")
+
     def delete(self, vm_id: str) -> None:
         with self.pve.lock("vm", vm_id):
             key = self.pve.key(vm_id, "delete")

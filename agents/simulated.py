@@ -247,6 +247,12 @@ class SimulatedDriver:
                 disks.remove_root_disks(tx, vm_id)
         close_screen(vm_id)
 
+    def forget(self, vm_id: str) -> None:
+        self._host("delete")
+        with self.datacenter.write() as tx:
+            tx.delete_domain(self.hostname, vm_id)  # its disks stay: another host runs it from them now
+        close_screen(vm_id)
+
     def migrate(
         self,
         vm_id: str,

@@ -115,6 +115,13 @@ class SimulatedDataCenter:
         with self.write() as tx:
             tx.update_host(name, up=up)
 
+    def power_off(self, name: str) -> None:
+        """What an out-of-band power switch does (a fence): the host is off and none of its guests runs."""
+        with self.write() as tx:
+            tx.update_host(name, up=False)
+            for dom in tx.domains(name, running_only=True):
+                tx.save_power(dom.running(False))
+
     def remove_hosts(self, names: Iterable[str]) -> None:
         """Forget these hosts with their domains and injected failures."""
         with self.write() as tx:

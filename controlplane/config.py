@@ -52,6 +52,10 @@ class Settings:
     nightly_max_copy_gib: float | None = None
     nightly_min_gain: float = 0.05
     health_check_s: float = 60.0
+    # high availability (issue 16): a host down this long is fenced, then its VMs restart on other hosts
+    ha_enabled: bool = True
+    ha_grace_s: float = 120.0
+    fence_timeout_s: float = 60.0  # the fencing command's deadline (then it counts as failed)
     # the SSH host agent (issue 16): facts and measured load of hosts with an "agent_ssh" address
     ssh_key_file: str | None = None  # the control plane's private key; None: no agent runs
     ssh_known_hosts: str | None = None  # the hosts' keys; an unknown or changed key is refused, never added
@@ -166,6 +170,9 @@ class Settings:
             if e.get("CONFLUENCIA_NIGHTLY_MAX_COPY_GIB") else None,
             "nightly_min_gain": float(e.get("CONFLUENCIA_NIGHTLY_MIN_GAIN") or cls.nightly_min_gain),
             "health_check_s": float(e.get("CONFLUENCIA_HEALTH_CHECK_S") or cls.health_check_s),
+            "ha_enabled": _bool(e.get("CONFLUENCIA_HA"), True),
+            "ha_grace_s": float(e.get("CONFLUENCIA_HA_GRACE_S") or cls.ha_grace_s),
+            "fence_timeout_s": float(e.get("CONFLUENCIA_FENCE_TIMEOUT_S") or cls.fence_timeout_s),
             "ssh_key_file": e.get("CONFLUENCIA_SSH_KEY_FILE") or None,
             "ssh_known_hosts": e.get("CONFLUENCIA_SSH_KNOWN_HOSTS") or None,
             "host_agent_s": float(e.get("CONFLUENCIA_HOST_AGENT_S") or cls.host_agent_s),

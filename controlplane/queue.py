@@ -32,6 +32,7 @@ NIGHTLY = "confluencia.plans.nightly"
 HOST_HEALTH = "confluencia.hosts.health"
 HOST_CHECK = "confluencia.hosts.check"
 HOST_GATHER = "confluencia.hosts.gather"
+HA_CHECK = "confluencia.ha.check"
 RECONCILE = "confluencia.reconcile"
 REQUEUE_STALE = "confluencia.ops.requeue_stale"
 AUDIT_SEAL = "confluencia.audit.seal"
@@ -143,6 +144,7 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "resume-plans": {"task": PLAN_RESUME, "schedule": settings.plan_resume_s},
         "requeue-stale-operations": {"task": REQUEUE_STALE, "schedule": settings.lease_s / 2},
         "host-health": {"task": HOST_HEALTH, "schedule": settings.health_check_s},
+        "high-availability": {"task": HA_CHECK, "schedule": settings.health_check_s},
         "reconcile": {"task": RECONCILE, "schedule": 600.0},
         "audit-seal": {"task": AUDIT_SEAL, "schedule": 2.0},
         "audit-sign": {"task": AUDIT_SIGN, "schedule": 60.0},

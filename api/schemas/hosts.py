@@ -44,6 +44,13 @@ class HostCreate(StrictSchema):
         "description": "Hosts that can exchange VMs: the Proxmox VE cluster's name, or for libvirt the hosts that "
                        "allow copy-storage migration to each other (default: the Proxmox API endpoint, or "
                        "'default' for libvirt). Plans and drains never move a VM across domains."})
+    fence_command = fields.List(fields.String(validate=validate.Length(min=1, max=500)), allow_none=True,
+                                validate=validate.Length(min=1, max=64), metadata={
+        "description": "High availability: the out-of-band command (argv) that powers the host off, run by the "
+                       "workers when the host has been down past the grace period, e.g. [\"ipmitool\", \"-I\", "
+                       "\"lanplus\", \"-H\", \"10.0.9.11\", \"-U\", \"admin\", \"-E\", \"chassis\", "
+                       "\"power\", \"off\"]. Exit status 0 = fenced: only then are its VMs restarted elsewhere. "
+                       "null: never fenced, never evacuated."})
     agent_ssh = fields.String(allow_none=True, validate=validate.Length(min=3, max=300), metadata={
         "description": "Where the SSH host agent reaches the host, user@address[:port] (its key must be in the "
                        "control plane's known_hosts: an unknown or changed key is refused). null: no agent."})
@@ -110,6 +117,10 @@ class Host(Schema):
     physnets = fields.List(fields.String())
     migration_domain = fields.String(metadata={"description": "The migration domain in effect (set or default)"})
     agent_ssh = fields.String(allow_none=True)
+    fence_command = fields.List(fields.String(), allow_none=True)
+    fenced_at = fields.DateTime(allow_none=True, metadata={
+        "description": "When it was fenced and its VMs restarted elsewhere (null once it rejoined)"})
+    state_since = fields.DateTime(allow_none=True)
     agent = fields.Nested(HostAgent, allow_none=True, metadata={
         "description": "What the SSH host agent last found: facts, how they disagree with the registration, "
                        "smoothed measured load (fractions of the host) and its last sample"})

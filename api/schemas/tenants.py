@@ -22,6 +22,7 @@ class TenantCreate(StrictSchema):
 class TenantUpdate(StrictSchema):
     name = Name(200)
     exclude_from_rebalance = Bool(metadata={"description": "Rebalancing leaves its VMs where they are"})
+    ha_enabled = Bool(metadata={"description": "Its VMs restart on other hosts when their host is fenced"})
     quota_vcpus = Count(0, 1_000_000)
     quota_ram_mib = Count(0, 2**31 - 1)
     quota_disk_gib = Count(0, 2**31 - 1)
@@ -43,6 +44,7 @@ class Tenant(Schema):
     quota_networks = fields.Integer()
     quota_addresses = fields.Integer()
     exclude_from_rebalance = fields.Boolean()
+    ha_enabled = fields.Boolean()
     version = fields.Integer()
     created_at = fields.DateTime()
 

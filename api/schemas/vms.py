@@ -88,6 +88,8 @@ class VM(Schema):
     nics = fields.List(fields.Nested(NicOut), attribute="ports", metadata={"description": "Its NICs, in order"})
     anti_affinity_group = fields.String(allow_none=True)
     pinned = fields.Boolean()
+    ha_enabled = fields.Boolean()
+    ha_priority = fields.Integer()
     host_id = fields.String(allow_none=True)
     version = fields.Integer()
     created_at = fields.DateTime()
@@ -111,6 +113,9 @@ class VMListArgs(PageArgs):
 
 class VMUpdate(StrictSchema):
     pinned = Bool(metadata={"description": "Operators: never move this VM (rebalance or drain)"})
+    ha_enabled = Bool(metadata={"description": "Operators: restart it on another host when its host is fenced "
+                                               "(default true)"})
+    ha_priority = Count(0, 1000, metadata={"description": "Operators: higher restarts first after a host failure"})
 
 
 class MigrateArgs(StrictSchema):

@@ -2,7 +2,8 @@
 
 PENDING -> BUILDING -> ACTIVE <-> STOPPED, ACTIVE -> MIGRATING -> ACTIVE, * -> DELETING -> DELETED
 (a build is cancelled by deleting it; only a migrating VM must wait), * -> ERROR (and a failed build may go
-back to PENDING on another host).
+back to PENDING on another host). ACTIVE/STOPPED/ERROR -> BUILDING: a VM whose host was fenced is rebuilt on
+another host from its shared disks (high availability), then ACTIVE or STOPPED as it was.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ from controlplane.models import VM, VMState
 S = VMState
 TRANSITIONS: dict[VMState, frozenset[VMState]] = {
     S.PENDING: frozenset({S.BUILDING, S.DELETING, S.ERROR}),
-    S.BUILDING: frozenset({S.ACTIVE, S.PENDING, S.DELETING, S.ERROR}),
-    S.ACTIVE: frozenset({S.STOPPED, S.MIGRATING, S.DELETING, S.ERROR}),
-    S.STOPPED: frozenset({S.ACTIVE, S.MIGRATING, S.DELETING, S.ERROR}),
+    S.BUILDING: frozenset({S.ACTIVE, S.STOPPED, S.PENDING, S.DELETING, S.ERROR}),
+    S.ACTIVE: frozenset({S.STOPPED, S.MIGRATING, S.DELETING, S.ERROR, S.BUILDING}),
+    S.STOPPED: frozenset({S.ACTIVE, S.MIGRATING, S.DELETING, S.ERROR, S.BUILDING}),
     S.MIGRATING: frozenset({S.ACTIVE, S.STOPPED, S.ERROR}),
     S.DELETING: frozenset({S.DELETED, S.ERROR}),
-    S.ERROR: frozenset({S.DELETING, S.ACTIVE, S.STOPPED}),
+    S.ERROR: frozenset({S.DELETING, S.ACTIVE, S.STOPPED, S.BUILDING}),
     S.DELETED: frozenset(),
 }
 

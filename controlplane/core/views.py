@@ -34,7 +34,7 @@ QUOTA_FIELDS = ("quota_vcpus", "quota_ram_mib", "quota_disk_gib", "quota_vms", "
 HOST_FIELDS = ("name", "driver", "uri", "vcpus", "ram_mib", "disk_gib", "reserved_vcpus", "reserved_ram_mib",
                "reserved_disk_gib", "cpu_ratio", "ram_ratio", "disk_ratio", "zone", "state", "state_reason",
                "exclude_from_rebalance", "storage_pools", "physnets", "migration_domain",
-               "agent_ssh")
+               "agent_ssh", "fence_command", "fenced_at")
 
 
 def vm_view(vm: VM) -> dict[str, Any]:
@@ -42,6 +42,7 @@ def vm_view(vm: VM) -> dict[str, Any]:
             "vcpus": vm.vcpus, "ram_mib": vm.ram_mib, "disk_gib": vm.disk_gib, "host_id": vm.host_id,
             "migration_target_id": vm.migration_target_id, "status_reason": vm.status_reason,
             "anti_affinity_group": vm.anti_affinity_group, "pinned": bool(vm.pinned), "image_id": vm.image_id,
+            "ha_enabled": bool(vm.ha_enabled), "ha_priority": vm.ha_priority,
             "pool_id": vm.pool_id, "hostname": vm.hostname, "key_name": vm.key_name,
             "ssh_keys": len((vm.ssh_keys or "").splitlines()), "user_data_bytes": len((vm.user_data or "").encode())}
 
@@ -52,6 +53,7 @@ def host_view(h: Host) -> dict[str, Any]:
 
 def tenant_view(t: Tenant) -> dict[str, Any]:
     return {"slug": t.slug, "name": t.name, "exclude_from_rebalance": bool(t.exclude_from_rebalance),
+            "ha_enabled": bool(t.ha_enabled),
             **{f: getattr(t, f) for f in QUOTA_FIELDS}}
 
 

@@ -6,11 +6,11 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, CheckConstraint, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Boolean, CheckConstraint, Float, ForeignKey, Integer, String, Text, event
 from sqlalchemy.orm import Mapped, mapped_column
 
 from controlplane.db import db
-from controlplane.models.base import UTCDateTime, created_column, id_column, updated_column
+from controlplane.models.base import UTCDateTime, created_column, id_column, updated_column, utcnow
 
 
 class HostState(enum.StrEnum):
@@ -56,6 +56,12 @@ class Host(db.Model):  # type: ignore[name-defined]
     physnets: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     # the hosts that can exchange VMs with this one (controlplane.core.domains); None: its driver's default
     migration_domain: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    # high availability (controlplane.services.ha): when the state last changed, the out-of-band command that
+    # powers the host off (argv, e.g. ipmitool ... chassis power off), and when it was fenced (its VMs then
+    # restarted elsewhere; it rejoins empty)
+    state_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    fence_command: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    fenced_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # the SSH host agent (controlplane.services.host_agent): "user@address[:port]", None = no agent
     agent_ssh: Mapped[str | None] = mapped_column(String(300), nullable=True)
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
@@ -79,6 +85,13 @@ class Host(db.Model):  # type: ignore[name-defined]
             max(self.ram_mib - self.reserved_ram_mib, 0) * self.ram_ratio,
             max(self.disk_gib - self.reserved_disk_gib, 0) * self.disk_ratio,
         )
+
+
+@event.listens_for(Host.state, "set")
+def _state_changed(host: Host, value: str, old: object, _initiator: object) -> None:
+    """Every change of state is dated (the HA grace period counts from the moment a host went down)."""
+    if value != old:
+        host.state_since = utcnow()
 
 
 class HostAgentState(db.Model):  # type: ignore[name-defined]

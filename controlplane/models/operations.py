@@ -32,6 +32,7 @@ class OpKind(enum.StrEnum):
     VM_STOP = "vm.stop"
     VM_MIGRATE = "vm.migrate"
     VM_RESIZE = "vm.resize"
+    VM_EVACUATE = "vm.evacuate"  # restart on another host after its host was fenced (high availability)
     HOST_FIREWALL = "host.firewall"  # apply the security groups of every VM of a host again (rules changed)
     IMAGE_IMPORT = "image.import"
     VOLUME_ATTACH = "volume.attach"

@@ -29,6 +29,7 @@ class Tenant(db.Model):  # type: ignore[name-defined]
     quota_networks: Mapped[int] = mapped_column(Integer, nullable=False, default=5)  # private networks
     quota_addresses: Mapped[int] = mapped_column(Integer, nullable=False, default=200)  # ports on any network
     exclude_from_rebalance: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    ha_enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)  # off: no VM of it restarts
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
     created_at: Mapped[datetime] = created_column()
     updated_at: Mapped[datetime] = updated_column()

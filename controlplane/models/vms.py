@@ -61,6 +61,9 @@ class VM(db.Model):  # type: ignore[name-defined]
     network: Mapped[dict[str, object] | None] = mapped_column(JSON, nullable=True)  # address, gateway, dns
     anti_affinity_group: Mapped[str | None] = mapped_column(String(63), nullable=True)
     pinned: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)  # never moved by plans
+    # high availability: restarted on another host when its host is fenced (controlplane.services.ha)
+    ha_enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    ha_priority: Mapped[int] = mapped_column(Integer, nullable=False, default=0)  # higher restarts first
     host_id: Mapped[str | None] = mapped_column(ForeignKey("hosts.id"), nullable=True, active_history=True)
     migration_target_id: Mapped[str | None] = mapped_column(ForeignKey("hosts.id"), nullable=True,
                                                             active_history=True)

@@ -22,6 +22,7 @@ from controlplane.core.drivers import driver_for
 from controlplane.core.tx import transaction
 from controlplane.db import db
 from controlplane.models import Host, HostState
+from controlplane.services import ha
 
 log = logging.getLogger("confluencia.health")
 CHECKED = (HostState.ENABLED.value, HostState.DOWN.value, HostState.PENDING.value)
@@ -36,6 +37,7 @@ class Target:
     name: str
     state: str
     driver: HypervisorDriver  # built before the probes (no connection yet)
+    fenced: bool = False  # fenced by high availability: it must be emptied before it takes VMs again
 
 
 def probe(host: Target) -> tuple[bool | None, str | None]:
@@ -60,7 +62,7 @@ def check_hosts(host_ids: list[str] | None = None) -> dict[str, str]:
     hosts = []
     for h in db.session.execute(stmt).scalars():
         try:
-            hosts.append(Target(h.id, h.name, h.state, driver_for(h)))
+            hosts.append(Target(h.id, h.name, h.state, driver_for(h), h.fenced_at is not None))
         except DriverError as exc:  # e.g. a secret option that cannot be decrypted: the others are checked
             log.warning("health check of %s: %s", h.name, exc)
     db.session.rollback()  # no transaction stays open across the probes
@@ -75,10 +77,19 @@ def check_hosts(host_ids: list[str] | None = None) -> dict[str, str]:
             continue
         new = _next_state(host.state, ok)
         reason = None if ok else (f"not reachable yet: {why}" if new == HostState.PENDING else f"health check: {why}")
+        removed: list[str] | None = None
+        if ok and host.state == HostState.DOWN and host.fenced:
+            try:  # a fenced host rejoins empty: its VMs run elsewhere now
+                removed = ha.rejoin(host.id)
+            except DriverError as exc:
+                new, reason = HostState.DOWN, f"fenced; answers again but could not be emptied yet: {exc.message}"
         with transaction():
             row = db.session.execute(select(Host).where(Host.id == host.id).with_for_update()).scalar_one_or_none()
             if row is None or row.state not in CHECKED or (row.state == new and row.state_reason == reason):
                 continue
+            if removed is not None:
+                with audited(SYSTEM, "host.rejoin", row, removed=removed):
+                    row.fenced_at = None
             action = f"host.state.{new.value}" if row.state != new else "host.check"
             revived = revived or (row.state == HostState.DOWN and new == HostState.ENABLED)
             with audited(SYSTEM, action, row):

@@ -3,8 +3,10 @@ host is registered or its connection details change), and the SSH host agent's g
 
 from __future__ import annotations
 
-from controlplane.queue import HOST_CHECK, HOST_GATHER, HOST_HEALTH, task
-from controlplane.services import host_agent, host_health
+from typing import Any
+
+from controlplane.queue import HA_CHECK, HOST_CHECK, HOST_GATHER, HOST_HEALTH, task
+from controlplane.services import ha, host_agent, host_health
 
 
 @task(HOST_HEALTH)
@@ -21,3 +23,9 @@ def host_check(host_id: str) -> dict[str, str]:
 def hosts_gather(host_ids: list[str] | None = None) -> dict[str, str]:
     """Facts and measured load of the hosts with an SSH agent address (controlplane.services.host_agent)."""
     return host_agent.gather(host_ids)
+
+
+@task(HA_CHECK)
+def ha_check() -> dict[str, Any]:
+    """High availability: fence the hosts down past the grace period and restart their VMs elsewhere."""
+    return ha.check()

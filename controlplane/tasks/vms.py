@@ -7,7 +7,7 @@ from typing import Any
 
 from controlplane.models import OpKind
 from controlplane.queue import task, task_for
-from controlplane.services.vms import create, delete, migrate, power, resize
+from controlplane.services.vms import create, delete, evacuate, migrate, power, resize
 from controlplane.tasks.runner import RETRY, run
 
 
@@ -39,3 +39,8 @@ def vm_migrate(self: Any, op_id: str) -> None:
 @task(task_for(OpKind.VM_RESIZE), bind=True, **RETRY)
 def vm_resize(self: Any, op_id: str) -> None:
     run(self, op_id, resize.run_resize, resize.give_up)
+
+
+@task(task_for(OpKind.VM_EVACUATE), bind=True, **RETRY)
+def vm_evacuate(self: Any, op_id: str) -> None:
+    run(self, op_id, evacuate.run_evacuate, evacuate.give_up)

@@ -63,9 +63,11 @@ def list_vms(actor: Principal, *, state: str | None = None, name: str | None = N
 
 
 def update_vm(actor: Principal, vm_id: str, changes: dict[str, Any], if_match: int | None) -> VM:
-    """Operators pin or unpin a VM. Pinning a VM on a host in maintenance is refused (it must leave)."""
-    if "pinned" in changes and not actor.is_operator:
-        raise Forbidden(Msg("Only operators may pin VMs.", "Solo los operadores pueden fijar VMs."))
+    """Operators pin or unpin a VM and set its high availability. Pinning a VM on a host in maintenance is
+    refused (it must leave)."""
+    if {"pinned", "ha_enabled", "ha_priority"} & set(changes) and not actor.is_operator:
+        raise Forbidden(Msg("Only operators may pin VMs or change their high availability.",
+                            "Solo los operadores pueden fijar VMs o cambiar su alta disponibilidad."))
     with transaction():
         vm = lock_for_change(actor, vm_id, if_match)
         if changes.get("pinned") and vm.host_id:

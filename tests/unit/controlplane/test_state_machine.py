@@ -15,6 +15,7 @@ DOCUMENTED = {  # README and DESIGN.md: PENDING -> BUILDING -> ACTIVE <-> STOPPE
     (S.PENDING, S.BUILDING), (S.BUILDING, S.ACTIVE), (S.ACTIVE, S.STOPPED), (S.STOPPED, S.ACTIVE),  # * -> DELETING
     (S.ACTIVE, S.MIGRATING), (S.MIGRATING, S.ACTIVE), (S.DELETING, S.DELETED),  # -> DELETED, * -> ERROR
     (S.BUILDING, S.PENDING),  # a failed build is rescheduled on another host
+    (S.ACTIVE, S.BUILDING), (S.STOPPED, S.BUILDING), (S.BUILDING, S.STOPPED),  # HA: rebuilt on another host
 }
 
 
