@@ -41,6 +41,7 @@ from controlplane.models import VM, Host, HostState, OpKind, StoragePool, Tenant
 from controlplane.models.base import utcnow
 
 log = logging.getLogger("confluencia.ha")
+HA_DRIVERS = ("libvirt", "simulated")  # Proxmox VE nodes: Proxmox VE's own HA manager relocates their VMs
 OUTPUT_KEPT = 300  # characters of the fencing command's output kept in the reason
 
 
@@ -63,7 +64,7 @@ def check() -> dict[str, Any]:
     cutoff = utcnow() - timedelta(seconds=s.ha_grace_s)
     due = [(h.id, h.name, list(h.fence_command or []), driver_for(h))
            for h in db.session.execute(select(Host).where(
-               Host.state == HostState.DOWN.value, Host.fenced_at.is_(None),
+               Host.state == HostState.DOWN.value, Host.fenced_at.is_(None), Host.driver.in_(HA_DRIVERS),
                Host.state_since.is_not(None), Host.state_since <= cutoff)).scalars()]
     db.session.rollback()  # nothing stays open while hosts are probed and fenced
     outcome: dict[str, Any] = {}
