@@ -31,6 +31,7 @@ demo: $(STAMP)
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports --no-cache
+	PATH="$(VENV)/bin:$$PATH" $(VENV)/bin/ansible-lint --offline -c ansible/.ansible-lint ansible/
 
 typecheck: install
 	$(VENV)/bin/mypy
@@ -43,9 +44,13 @@ unit: install
 test: install lint typecheck
 	source .ci/test-env.sh && $(PY) -m pytest -q
 	TEST_DATABASE_URL= $(PY) -m pytest -q -p no:cacheprovider tests/api tests/integration/test_concurrent_claims.py \
-	  --ignore=tests/api/test_schemathesis.py --ignore=tests/api/test_sso.py --ignore=tests/api/test_dashboard.py \
-	  --ignore=tests/api/test_metrics.py --ignore=tests/api/test_cli_usage_audit.py
-# (ignored above: they ran on PostgreSQL and exercise the HTTP, sign-in, dashboard and CLI layers, not the database)
+	  $(addprefix --ignore=tests/api/,$(HTTP_ONLY))
+# (ignored there: they ran on PostgreSQL and exercise the HTTP, sign-in, dashboard, CLI and placement layers, not
+# the database)
+HTTP_ONLY := test_schemathesis.py test_sso.py test_dashboard.py test_metrics.py test_cli_usage_audit.py \
+  test_body_references.py test_conventions_http.py test_docs_offline.py test_errors_hostile.py test_errors_input.py \
+  test_json_limits.py test_openapi_truth.py test_rate_limits.py test_security_headers.py test_strict_booleans.py \
+  test_unexpected_errors.py test_migration_domains.py
 
 bench: install
 	$(PY) -m bench

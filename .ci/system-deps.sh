@@ -11,11 +11,12 @@
 # Consoles: novnc (the noVNC page the console proxy serves; nothing is loaded from the internet).
 # Networks: nftables (the libvirt driver's per-VM firewall), iproute2 (the lab's segment bridges).
 # Dashboard: chromium (the browser tests drive Debian's Chromium through Playwright: no browser download).
-# Host agent: openssh-server (the agent's tests reach a real sshd on loopback).
+# Host agent and Ansible: openssh-server (a real sshd on loopback), sudo (the roles' sudoers drop-in is checked
+#   with visudo), python3-apt (Ansible's apt module on the target).
 set -uo pipefail
 PKGS=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 libvirt-dev pkg-config ganeti-htools
   linux-image-amd64 busybox-static kmod cpio fdisk dosfstools mtools syslinux syslinux-common qemu-utils
-  cloud-image-utils novnc nftables iproute2 chromium openssh-server)
+  cloud-image-utils novnc nftables iproute2 chromium openssh-server sudo python3-apt)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "$(id -u)" != 0 ]; then
