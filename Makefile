@@ -39,14 +39,13 @@ typecheck: install
 unit: install
 	$(PY) -m pytest tests/unit -q
 
-# The tests use the local PostgreSQL and Redis when they answer (TEST_DATABASE_URL, TEST_REDIS_URL);
-# the API and claim tests then run a second time on SQLite, the embedded default (not those listed below).
+# The tests use the local PostgreSQL and Redis when they answer (TEST_DATABASE_URL, TEST_REDIS_URL), in two streams
+# at once (.ci/pytest-streams.sh: the lab and broker tests, and the rest); the API tests then run a second time on
+# SQLite, the embedded default, except the modules listed here, which exercise HTTP, sign-in, dashboard, CLI and
+# placement layers, not the database (they ran on PostgreSQL).
 test: install lint typecheck
-	source .ci/test-env.sh && $(PY) -m pytest -q
-	TEST_DATABASE_URL= $(PY) -m pytest -q -p no:cacheprovider tests/api tests/integration/test_concurrent_claims.py \
-	  $(addprefix --ignore=tests/api/,$(HTTP_ONLY))
-# (ignored there: they ran on PostgreSQL and exercise the HTTP, sign-in, dashboard, CLI and placement layers, not
-# the database)
+	PY=$(PY) HTTP_ONLY="$(HTTP_ONLY)" bash .ci/pytest-streams.sh
+
 HTTP_ONLY := test_schemathesis.py test_sso.py test_dashboard.py test_metrics.py test_cli_usage_audit.py \
   test_body_references.py test_conventions_http.py test_docs_offline.py test_errors_hostile.py test_errors_input.py \
   test_json_limits.py test_openapi_truth.py test_rate_limits.py test_security_headers.py test_strict_booleans.py \

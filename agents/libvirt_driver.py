@@ -255,62 +255,39 @@ class LibvirtDriver:
         return self._call(stop, f"stop {vm_id}")
 
     def delete(self, vm_id: str) -> None:
-        lv = self._lv()
-
-        def delete(conn: Any) -> None:
-            dom = self._lookup(conn, vm_id)
-            if dom is None:
-                disks.remove_vm_files(conn, self.opts, vm_id, None)  # leftovers of an interrupted create/delete
-                return
-            ours = self._ours(dom)
-            if ours is None:
-                raise InvalidState(
-                    f"refusing to delete {vm_id!r} on {self.uri}: not created by Confluencia",
-                    host=self.uri,
-                    code="OPERATION_DENIED",
-                )
-            try:
-                if dom.isActive():
-                    dom.destroy()
-                if ours.root is not None:  # files first: a retry still finds the domain that names them
-                    disks.remove_vm_files(conn, self.opts, vm_id, ours)
-                if dom.isPersistent():
-                    dom.undefineFlags(
-                        lv.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
-                        | lv.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
-                        | lv.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA
-                        | lv.VIR_DOMAIN_UNDEFINE_NVRAM
-                    )
-            except lv.libvirtError as exc:
-                if exc.get_error_code() != lv.VIR_ERR_NO_DOMAIN:  # gone meanwhile: that is success
-                    raise
-
-        self._call(delete, f"delete {vm_id}")
+        self._remove(vm_id, keep_shared=False)
 
     def forget(self, vm_id: str) -> None:
-        lv = self._lv()
+        self._remove(vm_id, keep_shared=True)
 
-        def forget(conn: Any) -> None:
+    def _remove(self, vm_id: str, *, keep_shared: bool) -> None:
+        """Destroy and undefine the domain; its files go too, but for ``keep_shared`` those on shared pools."""
+        lv, verb = self._lv(), "forget" if keep_shared else "delete"
+
+        def remove(conn: Any) -> None:
             dom = self._lookup(conn, vm_id)
             if dom is None:
+                if not keep_shared:  # leftovers of an interrupted create/delete
+                    disks.remove_vm_files(conn, self.opts, vm_id, None)
                 return
             ours = self._ours(dom)
             if ours is None:
-                raise InvalidState(f"refusing to forget {vm_id!r} on {self.uri}: not created by Confluencia",
+                raise InvalidState(f"refusing to {verb} {vm_id!r} on {self.uri}: not created by Confluencia",
                                    host=self.uri, code="OPERATION_DENIED")  # fmt: skip
             try:
                 if dom.isActive():
                     dom.destroy()
-                if ours.root is not None and ours.root.pool in self.opts.storage.local_pools:
-                    disks.remove_vm_files(conn, self.opts, vm_id, ours)  # only this host had them
+                local = ours.root is not None and ours.root.pool in self.opts.storage.local_pools
+                if ours.root is not None and (local or not keep_shared):  # files first: a retry finds the domain
+                    disks.remove_vm_files(conn, self.opts, vm_id, ours)
                 if dom.isPersistent():
                     dom.undefineFlags(lv.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | lv.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
                                       | lv.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA | lv.VIR_DOMAIN_UNDEFINE_NVRAM)
             except lv.libvirtError as exc:
-                if exc.get_error_code() != lv.VIR_ERR_NO_DOMAIN:
+                if exc.get_error_code() != lv.VIR_ERR_NO_DOMAIN:  # gone meanwhile: that is success
                     raise
 
-        self._call(forget, f"forget {vm_id}")
+        self._call(remove, f"{verb} {vm_id}")
 
     # -- migration -----------------------------------------------------------------------------
 
