@@ -14,10 +14,11 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.gen import generate
+from bench.gen import generate, generate_sized
 from placement.htools import HtCluster, apply_assignment, format_htools, from_snapshot, parse_htools, to_snapshot
 from placement.model import ClusterSnapshot
 from placement.plan import Budget
@@ -97,8 +98,9 @@ class Row:
     curve: bool = False  # budget-curve row: "at most hbal -l k" is the bar, speed not judged
 
 
-def compare(n_hosts: int, n_vms: int, seed: int, mixed: bool, limit: int | None = None) -> Row:
-    ht = from_snapshot(generate(n_hosts, n_vms, seed, mixed))
+def compare(n_hosts: int, n_vms: int, seed: int, mixed: bool, limit: int | None = None,
+            gen: Callable[..., ClusterSnapshot] = generate) -> Row:
+    ht = from_snapshot(gen(n_hosts, n_vms, seed, mixed))
     text = format_htools(ht)
     ht = parse_htools(text)
     snap = to_snapshot(ht)
@@ -160,11 +162,12 @@ def fmt(r: Row) -> str:
     )
 
 
-def run_cases(cases: list[tuple[int, int, int, bool, int | None]], curve: bool = False) -> list[Row]:
+def run_cases(cases: list[tuple[int, int, int, bool, int | None]], curve: bool = False,
+              gen: Callable[..., ClusterSnapshot] = generate) -> list[Row]:
     rows = []
     print(HEADER, flush=True)
     for n_hosts, n_vms, seed, mixed, limit in cases:
-        row = compare(n_hosts, n_vms, seed, mixed, limit)
+        row = compare(n_hosts, n_vms, seed, mixed, limit, gen)
         row.curve = curve
         rows.append(row)
         print(fmt(row), flush=True)
@@ -180,6 +183,13 @@ def side_by_side(quick: bool = False) -> list[Row]:
     if not quick:
         cases += [(100, 1000, seed, mixed, 25) for mixed in (False, True) for seed in (1,)]
     return run_cases(cases)
+
+
+def sized_side_by_side() -> list[Row]:
+    """Issue 16's mid-size clusters (hosts of 128/256/512 GiB): 20x200, 24x260, 30x300, three seeds each, where
+    the heavy search phases switch on at 24x260; the bar is 10x hbal's speed at a better end state."""
+    cases = [(n, v, seed, True, None) for n, v in ((20, 200), (24, 260), (30, 300)) for seed in (1, 2, 3)]
+    return run_cases(cases, gen=generate_sized)
 
 
 def budget_curve(sizes: tuple[tuple[int, int], ...] = ((20, 200), (50, 600))) -> list[Row]:
