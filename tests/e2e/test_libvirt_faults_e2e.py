@@ -31,7 +31,9 @@ def env(lab: Any, broker_url: str, tmp_path_factory: pytest.TempPathFactory) -> 
                        beat=True) as stack:
         ids = setup_tenant(stack, [
             # hv3 is the largest: on an empty cluster placement chooses it first
-            {"name": h.name, "driver": "libvirt", "uri": h.uri, "options": driver_options(h), "vcpus": 4,
+            {"name": h.name, "driver": "libvirt", "uri": h.uri,
+             # a killed daemon's host comes back in seconds once restarted (the default is 30 s of fast failures)
+             "options": {**driver_options(h), "breaker_cool_down": "2"}, "vcpus": 4,
              "ram_mib": 1024 if i == 2 else 512, "disk_gib": 20, "cpu_ratio": 1.0} for i, h in enumerate(hosts)
         ], {"name": "lab.tiny", "vcpus": 1, "ram_mib": 32, "disk_gib": 1})
         yield stack, {**ids, "uris": {h.name: h.uri for h in hosts}, "names": [h.name for h in hosts]}
