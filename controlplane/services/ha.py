@@ -131,19 +131,19 @@ def _mark_fenced(host_id: str, command: list[str]) -> bool:
     return True
 
 
-def _local_disk(vm: VM) -> bool:
+def _local_disk(vm: VM, shared: dict[str, bool]) -> bool:
     """Whether a disk of ``vm`` lives on its host's own storage (lost with the host until it comes back)."""
-    pools = {p.id: p for p in db.session.execute(select(StoragePool)).scalars()}
-    if vm.image_id is not None and not (vm.pool_id and pools.get(vm.pool_id) and pools[vm.pool_id].shared):
+    if vm.image_id is not None and not shared.get(vm.pool_id or ""):
         return True
     attached = db.session.execute(select(Volume.pool_id).where(Volume.vm_id == vm.id)).scalars()
-    return any(not (pid and pools.get(pid) and pools[pid].shared) for pid in attached)
+    return any(not shared.get(pid or "") for pid in attached)
 
 
 def evacuate(host_id: str) -> Evacuation:
     """Restart the fenced host's VMs elsewhere, highest ``ha_priority`` first, one transaction each."""
     result = Evacuation()
     with transaction():
+        shared = {p.id: p.shared for p in db.session.execute(select(StoragePool)).scalars()}  # once, not per VM
         ids = list(db.session.execute(select(VM.id).where(VM.host_id == host_id, VM.state.in_(
             (VMState.ACTIVE.value, VMState.STOPPED.value, VMState.ERROR.value))).order_by(
             VM.ha_priority.desc(), VM.name)).scalars())
@@ -158,7 +158,7 @@ def evacuate(host_id: str) -> Evacuation:
                 why = "high availability is off for this VM"
             elif tenant is not None and not tenant.ha_enabled:
                 why = "high availability is off for its municipality"
-            elif _local_disk(vm):
+            elif _local_disk(vm, shared):
                 why = "its disk is on the failed host's local storage"
             if why is None:
                 try:

@@ -38,7 +38,7 @@ def run_evacuate(op_id: str) -> None:
             drv.create(spec)
         apply_firewall(drv, spec.vm_id, spec.nics, spec.firewall)
         if start and (info is None or info.state != DomainState.RUNNING):
-            info = drv.start(spec.vm_id)
+            drv.start(spec.vm_id)
     except DriverError as exc:
         if exc.transient:
             raise
