@@ -5,7 +5,7 @@ from __future__ import annotations
 from agents import open_driver
 from agents.base import VMSpec
 from agents.simulated import open_datacenter
-from tests.conftest import World
+from tests.conftest import World, wait_for
 from tests.contract.sim_peer import Peer
 
 DATACENTER = open_datacenter()  # the test session's store (tests/conftest.py sets CONFLUENCIA_SIM_STATE)
@@ -64,6 +64,35 @@ def test_failed_migration_records_where_the_vm_really_is(world: World) -> None:
     assert vm["id"] in _on(src) and vm["id"] not in _on(dst)
     usage = {h["name"]: h["usage"]["vms"] for h in world.operator.get("/v1/hosts").get_json()["items"]}
     assert usage[dst] == 0  # the target claim was released
+
+
+def test_a_migration_whose_target_went_away_while_it_waited_fails_with_the_reason(world: World) -> None:
+    """The executor runs one plan at a time: a migration waits behind another one; its target is disabled
+    meanwhile. The move is skipped when its turn comes, and the operation says the migration did not run."""
+    first, second = _active_vm(world, "first"), _active_vm(world, "second")
+    dst = next(n for n in ("hv1", "hv2", "hv3") if world.hosts[n] != first["host_id"])
+    target = next(n for n in ("hv1", "hv2", "hv3") if world.hosts[n] not in (second["host_id"], world.hosts[dst]))
+    DATACENTER.set_delay_scale(1.0)  # the first migration takes about a second
+    try:
+        ahead = world.operator.post(f"/v1/vms/{first['id']}/migrate", json={"host": dst}).get_json()
+        wait_for(lambda: world.operator.get(f"/v1/vms/{first['id']}").get_json()["state"] == "MIGRATING")
+        waiting = world.operator.post(f"/v1/vms/{second['id']}/migrate", json={"host": target})
+        assert waiting.status_code == 202, waiting.get_json()
+        etag = world.operator.get(f"/v1/hosts/{world.hosts[target]}").headers["ETag"]
+        r = world.operator.patch(f"/v1/hosts/{world.hosts[target]}", headers={"If-Match": etag},
+                                 json={"state": "disabled", "state_reason": "firmware"})
+        assert r.status_code == 200, r.get_json()
+        op = world.operator.wait_op(waiting.get_json()["id"])
+        assert world.operator.wait_op(ahead["id"])["status"] == "succeeded"
+    finally:
+        DATACENTER.set_delay_scale(0.0)
+    assert op["status"] == "failed" and f"{second['id']}: Host {target} is disabled" in op["error"], op
+    plan = next(p for p in world.operator.get("/v1/plans?kind=migrate").get_json()["items"]
+                if p["operation_id"] == op["id"])
+    assert plan["status"] == "failed" and plan["reason"] == "the migration did not run", plan
+    after = world.operator.get(f"/v1/vms/{second['id']}").get_json()
+    assert after["state"] == "ACTIVE" and after["host_id"] == second["host_id"]
+    assert second["id"] in _on(_host_name(world, second["host_id"])) and second["id"] not in _on(target)
 
 
 def test_reconcile_reports_and_fixes_drift(world: World) -> None:

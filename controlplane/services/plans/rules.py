@@ -98,13 +98,16 @@ def outcome(kind: str, statuses: Sequence[str], *, on_failure: str, cancel_reque
     """How a plan whose moves are all settled ended. ``succeeded`` only when nothing failed and, for a
     drain, the host is really empty (``left_on_host``: VMs still there); under ``on_failure = continue``
     a failed move still fails the plan (the policy decides whether the other moves run, not how the plan
-    is reported)."""
+    is reported). A manual migration (``migrate``) asked for one move: when it was skipped, nothing the
+    operator asked for happened and the plan fails."""
     failed = sum(s == MoveStatus.FAILED for s in statuses)
     if failed and on_failure == "stop":
         return PlanStatus.FAILED, reason
     if cancel_requested:
         return PlanStatus.CANCELLED, reason
     problems = [f"{failed} of {len(statuses)} moves failed"] if failed else []
+    if kind == "migrate" and any(s == MoveStatus.SKIPPED for s in statuses):
+        problems.append("the migration did not run")
     if kind == "drain" and left_on_host:
         problems.append(f"the host still holds {len(left_on_host)} VM(s): {', '.join(left_on_host)}")
     if problems:

@@ -92,3 +92,6 @@ def test_outcome() -> None:
     assert out([F], kind="drain", left_on_host=["v1", "v2"]) == (
         PlanStatus.FAILED, "1 of 1 moves failed; the host still holds 2 VM(s): v1, v2")
     assert out([OK], kind="drain") == (PlanStatus.SUCCEEDED, None)
+    # a manual migration whose one move was skipped (target down, full...) did not do what was asked
+    assert out([SK], kind="migrate") == (PlanStatus.FAILED, "the migration did not run")
+    assert out([OK], kind="migrate") == (PlanStatus.SUCCEEDED, None)
