@@ -21,7 +21,7 @@ import numpy as np
 from placement.chains import best_chain
 from placement.compiled import BoolArray, Compiled, FloatArray, IntArray
 from placement.filters import Candidate, evaluate
-from placement.moves import SearchLimits, StaticTargets, evaluate_moves
+from placement.moves import SearchLimits, StaticTargets, evaluate_moves, search_targets
 from placement.state import EPS, State
 from placement.swaps import Swap, apply_swap, swap_candidates, swap_feasible
 
@@ -43,10 +43,13 @@ def _best(
     moves_left: int,
     ram_left: float,
     cost: FloatArray,
+    hosts: IntArray | None = None,
 ) -> tuple[float, int, int] | None:
+    """The best strictly improving move of one of ``vms`` (to one of ``hosts``, default every host) that the
+    budget allows: (gain, vm, target host), or None."""
     if len(vms) == 0:
         return None
-    valid, after = evaluate_moves(state, vms, static)
+    valid, after = evaluate_moves(state, vms, static, hosts)
     gain = current - after
     valid &= gain > IMPROVE_EPS
     away = state.vm_host[vms] != origin[vms]
@@ -62,7 +65,7 @@ def _best(
     score = np.where(valid, gain, -np.inf)
     flat = int(np.argmax(score))
     i, h = divmod(flat, valid.shape[1])
-    return float(gain.flat[flat]), int(vms[i]), h
+    return float(gain.flat[flat]), int(vms[i]), h if hosts is None else int(hosts[h])
 
 
 def improve(
@@ -159,7 +162,9 @@ def _singles(state: State, lim: SearchLimits, max_steps: int, candidate_limit: i
         ram_left = lim.max_ram - float(cost[away].sum())
         current = state.objective_fast()
         moved = np.flatnonzero(away)
-        best = _best(state, moved, static, None, origin, current, moves_left, ram_left, cost)
+        # a moved VM may go on to a cold host or back home (on large clusters, not to every host)
+        targets = search_targets(state, moved, origin[moved])
+        best = _best(state, moved, static, None, origin, current, moves_left, ram_left, cost, targets)
         if moves_left > 0:
             home = np.flatnonzero(movable & ~away)
             if len(home) > candidate_limit:
@@ -206,13 +211,14 @@ def _swap_one(
     origin, static, cost = lim.origin, lim.static, lim.cost
     if len(moved) == 0 or len(home) == 0:
         return False
-    valid, after = evaluate_moves(state, moved, static)
     back = origin[moved]
-    idx = np.arange(len(moved))
-    ok = valid[idx, back]
+    homes = np.unique(back)
+    valid, after = evaluate_moves(state, moved, static, homes)
+    idx, col = np.arange(len(moved)), np.searchsorted(homes, back)
+    ok = valid[idx, col]
     if not ok.any():
         return False
-    loss = np.where(ok, after[idx, back] - current, np.inf)
+    loss = np.where(ok, after[idx, col] - current, np.inf)
     for i in np.argsort(loss, kind="stable")[:UNDO_TRIES]:
         if not np.isfinite(loss[i]):
             break

@@ -13,6 +13,11 @@ import numpy as np
 from placement.compiled import BoolArray, Compiled, FloatArray, IntArray
 from placement.state import EPS, State
 
+#: Above this many (VM x host) pairs per evaluation, searches limit sources (hottest hosts first) and targets
+#: (the COLD_PER_RESOURCE least utilised hosts per resource, see :func:`cold_hosts`).
+FULL_EVAL_LIMIT = 400_000
+COLD_PER_RESOURCE = 40
+
 
 @dataclass(frozen=True)
 class StaticTargets:
@@ -66,6 +71,35 @@ def static_targets(comp: Compiled, hosts_ok: BoolArray) -> StaticTargets:
     masks = np.array(rows, dtype=bool).reshape(len(rows), len(comp.host_ids))
     has_anti = np.array([bool(g) for g in comp.vm_anti], dtype=bool)
     return StaticTargets(key_of_vm=key_of_vm, masks=masks, has_anti=has_anti)
+
+
+def cold_hosts(state: State, hosts_ok: BoolArray, per_resource: int) -> IntArray:
+    """Candidate targets on large clusters: the least utilised hosts for each resource (union)."""
+    util = np.where(hosts_ok[:, None], state.util, np.inf)
+    n = len(util)
+    if per_resource >= n:
+        return np.flatnonzero(hosts_ok)
+    columns = [util[:, r] for r in range(util.shape[1])] + [util @ state.c.weights]
+    picks = [_lowest(col, per_resource) for col in columns]
+    out = np.unique(np.concatenate(picks))
+    return out[hosts_ok[out]]
+
+
+def _lowest(values: FloatArray, k: int) -> IntArray:
+    """The indices of the ``k`` lowest values, ties to the lowest index: the first ``k`` of a stable argsort,
+    found in O(n) (a partition, not a sort)."""
+    kth = np.partition(values, k - 1)[k - 1]
+    below = np.flatnonzero(values < kth)
+    return np.concatenate([below, np.flatnonzero(values == kth)[: k - len(below)]])
+
+
+def search_targets(state: State, vms: IntArray, also: IntArray) -> IntArray | None:
+    """Target hosts worth evaluating for ``vms``: every host (None) while the pairs stay under
+    FULL_EVAL_LIMIT, else the coldest hosts and the hosts of ``also`` (typically the VMs' homes)."""
+    n_hosts = len(state.c.host_ids)
+    if len(vms) * n_hosts <= FULL_EVAL_LIMIT:
+        return None
+    return np.union1d(cold_hosts(state, state.c.rebalance_ok, COLD_PER_RESOURCE), also)
 
 
 def affinity_bound(comp: Compiled) -> BoolArray:

@@ -17,25 +17,31 @@ from __future__ import annotations
 
 import numpy as np
 
-from placement.compiled import BoolArray, Compiled
+from placement.compiled import BoolArray, Compiled, IntArray
 from placement.errors import PlacementInputError
 from placement.improve import improve, order_moves
 from placement.model import ClusterSnapshot
-from placement.moves import SearchLimits, StaticTargets, affinity_bound, evaluate_moves, static_targets
+from placement.moves import (
+    COLD_PER_RESOURCE,
+    FULL_EVAL_LIMIT,
+    SearchLimits,
+    StaticTargets,
+    affinity_bound,
+    cold_hosts,
+    evaluate_moves,
+    static_targets,
+)
 from placement.plan import Budget, Plan, build_plan, ram_column
 from placement.recreate import ruin_recreate
 from placement.state import State
 
-#: Above this many (VM x host) pairs per step, sources are limited to the hottest hosts.
-FULL_EVAL_LIMIT = 400_000
 DEFAULT_ALPHAS: tuple[float, ...] = (0.0, 0.1, 0.15, 0.25, 0.4, 0.6, 1.0, 2.0)
 #: Small clusters (VMs x hosts below SMALL) are planned in a few ms per run: two runs keep it fast (a third,
 #: alpha 0.8, won none of the 20x200 benchmark cases).
 SMALL = 6_000
 SMALL_ALPHAS: tuple[float, ...] = (0.0, 0.2)
-#: Large clusters: targets are the COLD_PER_RESOURCE least utilised hosts per resource; sources are
-#: scanned hottest first, at most MAX_CHUNKS chunks per step.
-COLD_PER_RESOURCE = 40
+#: Large clusters (above FULL_EVAL_LIMIT pairs): targets are the COLD_PER_RESOURCE least utilised hosts per
+#: resource; sources are scanned hottest first, at most MAX_CHUNKS chunks per step.
 MAX_CHUNKS = 8
 #: Swap search: VMs in the pool (pairs grow quadratically) and how many phase-1 results get it.
 SWAP_POOL = 260
@@ -46,7 +52,7 @@ SWAP_RUNS = 8
 #: fraction of the mean gain per move of the plan it starts from.
 RECREATE_PAIRS = 50
 RECREATE_ITERS = 2000
-RECREATE_ITERS_BIG = 300
+RECREATE_ITERS_BIG = 1000
 RECREATE_TEMPERATURE = 0.01
 
 #: A candidate plan: (objective after, moves, RAM copied, ordered (vm, source, target) moves).
@@ -77,13 +83,17 @@ def _heat(state: State) -> np.ndarray:
     return np.where(c.schedulable, dev, -1.0)
 
 
-def cold_hosts(state: State, hosts_ok: BoolArray, per_resource: int) -> np.ndarray:
-    """Candidate targets on large clusters: the least utilised hosts for each resource (union)."""
-    util = np.where(hosts_ok[:, None], state.util, np.inf)
-    picks = [np.argsort(util[:, r], kind="stable")[:per_resource] for r in range(util.shape[1])]
-    mixed = np.argsort(util @ state.c.weights, kind="stable")[:per_resource]
-    out = np.unique(np.concatenate([*picks, mixed]))
-    return out[hosts_ok[out]]
+def _hottest_first(state: State, vms: IntArray, limit: int) -> IntArray:
+    """The first ``limit`` of ``vms`` (ascending) ordered by their host's heat, hottest host first (ties: lower
+    host index, then lower VM index); a partition and a sort of ``limit`` keys, not a sort of every VM."""
+    order = np.argsort(-_heat(state), kind="stable")
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    key = rank[state.vm_host[vms]] * len(vms) + np.arange(len(vms))  # unique: a partition gives the same set
+    if len(vms) > limit:
+        picked = np.argpartition(key, limit - 1)[:limit]
+        return vms[picked[np.argsort(key[picked])]]
+    return vms[np.argsort(key)]
 
 
 def _greedy(
@@ -113,12 +123,9 @@ def _greedy(
             chunks = [cand_all]
         else:
             targets = cold_hosts(state, comp.rebalance_ok, COLD_PER_RESOURCE)
-            order = np.argsort(-_heat(state), kind="stable")
-            rank = np.empty(n_hosts, dtype=np.int64)
-            rank[order] = np.arange(n_hosts)
             per_chunk = max(1, FULL_EVAL_LIMIT // max(len(targets), 1) // 4)
-            by_heat = cand_all[np.argsort(rank[state.vm_host[cand_all]], kind="stable")]
-            chunks = [by_heat[i : i + per_chunk] for i in range(0, len(by_heat), per_chunk)][:MAX_CHUNKS]
+            by_heat = _hottest_first(state, cand_all, per_chunk * MAX_CHUNKS)
+            chunks = [by_heat[i : i + per_chunk] for i in range(0, len(by_heat), per_chunk)]
         for vms in chunks:
             valid, after = evaluate_moves(state, vms, static, targets)
             gain = current - after
