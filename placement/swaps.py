@@ -41,46 +41,48 @@ def swap_candidates(
     i_idx, j_idx = _pairs(k)
     keep = host[i_idx] != host[j_idx]
     i_idx, j_idx = i_idx[keep], j_idx[keep]
-    # float32 for the pair arithmetic (ranking only; every applied swap is re-checked in float64).
-    d = c.vm_demand[vms]
-    d32 = d.astype(np.float32)
-    inv = c.inv_cap[host].astype(np.float32)
-    two_u = (2.0 * state.util[host]).astype(np.float32)
-    sch = c.schedulable[host]
-    # Swap (i, j): host(i) changes by delta = d_j - d_i, host(j) by -delta.
-    delta = d32[j_idx] - d32[i_idx]
-    du_i = delta * inv[i_idx]
-    du_j = -delta * inv[j_idx]
-    if not sch.all():
-        du_i *= sch[i_idx][:, None]
-        du_j *= sch[j_idx][:, None]
-    # Deviations from the current sums, so float32 keeps the precision where it matters.
-    ds1 = du_i + du_j
-    ds2 = du_i * (two_u[i_idx] + du_i) + du_j * (two_u[j_idx] + du_j)
+    # Resource by resource on 1-D arrays of pairs (much faster than (pairs, R) arrays reduced over R), in
+    # float32 (ranking only; every applied swap is re-checked in float64).
     n = state.n
+    d_cols = c.vm_demand[vms].T.astype(np.float32)  # (R, k)
+    inv_cols = (c.inv_cap[host] * c.schedulable[host][:, None]).T.astype(np.float32)  # 0 on unschedulable hosts
+    two_u_cols = (2.0 * state.util[host]).T.astype(np.float32)
     mean0 = (state.s1 / n).astype(np.float32)
-    var0 = np.maximum(state.s2 / n - (state.s1 / n) ** 2, 0.0)
-    # var' - var0 = ds2/n - (2 mean0 ds1/n + (ds1/n)^2)
-    dvar = ds2 / n - ds1 / n * (2 * mean0 + ds1 / n)
-    after = np.sqrt(np.maximum(var0.astype(np.float32) + dvar, 0.0)) @ c.weights.astype(np.float32)
+    var0 = np.maximum(state.s2 / n - (state.s1 / n) ** 2, 0.0).astype(np.float32)
+    after = np.zeros(len(i_idx), dtype=np.float32)
+    for r in range(d_cols.shape[0]):
+        # Swap (i, j): host(i) changes by delta = d_j - d_i, host(j) by -delta.
+        delta = d_cols[r][j_idx] - d_cols[r][i_idx]
+        du_i = delta * inv_cols[r][i_idx]
+        du_j = -delta * inv_cols[r][j_idx]
+        # Deviations from the current sums, so float32 keeps the precision where it matters:
+        # var' - var0 = ds2/n - (2 mean0 ds1/n + (ds1/n)^2)
+        ds1 = du_i + du_j
+        ds2 = du_i * (two_u_cols[r][i_idx] + du_i) + du_j * (two_u_cols[r][j_idx] + du_j)
+        var = ds2 / n - ds1 / n * (2 * mean0[r] + ds1 / n)
+        var += var0[r]
+        np.maximum(var, 0.0, out=var)
+        np.sqrt(var, out=var)
+        var *= np.float32(c.weights[r])
+        after += var
     gain = (current - after).astype(np.float64)
     sel = np.flatnonzero(gain > 1e-7)
     if len(sel) == 0:
         return []
     i_idx, j_idx, gain = i_idx[sel], j_idx[sel], gain[sel]
-    delta = d[j_idx] - d[i_idx]
     hi, hj = host[i_idx], host[j_idx]
     a, b = vms[i_idx], vms[j_idx]
     keys = static.key_of_vm
     valid = static.masks[keys[a], hj] & static.masks[keys[b], hi]
-    soft = ~c.hard
-    al_i, al_j = state.alloc[hi], state.alloc[hj]
-    cp_i = c.cap[hi] * (1.0 + EPS) + EPS
-    cp_j = c.cap[hj] * (1.0 + EPS) + EPS
-    valid &= ((al_i + delta <= cp_i) | soft).all(axis=1)
-    valid &= ((al_j - delta <= cp_j) | soft).all(axis=1)
-    i_first = ((al_j + d[i_idx] <= cp_j) | soft).all(axis=1)
-    j_first = ((al_i + d[j_idx] <= cp_i) | soft).all(axis=1)
+    i_first = np.ones(len(sel), dtype=bool)
+    j_first = np.ones(len(sel), dtype=bool)
+    for hard in np.flatnonzero(c.hard):  # capacity: after the swap, and for one of the two halves run first
+        cap_r = c.cap[:, hard] * (1.0 + EPS) + EPS
+        alloc_r, d_r = state.alloc[:, hard], c.vm_demand[:, hard]
+        al_i, al_j, cp_i, cp_j, da, db = alloc_r[hi], alloc_r[hj], cap_r[hi], cap_r[hj], d_r[a], d_r[b]
+        valid &= (al_i + (db - da) <= cp_i) & (al_j - (db - da) <= cp_j)
+        i_first &= al_j + da <= cp_j
+        j_first &= al_i + db <= cp_i
     valid &= i_first | j_first
     # Budget: VMs ending away from home, and their RAM.
     oa, ob = origin[a], origin[b]

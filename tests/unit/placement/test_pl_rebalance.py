@@ -207,9 +207,10 @@ def _constrained(n_hosts: int, n_vms: int, seed: int) -> ClusterSnapshot:
     return ClusterSnapshot(hosts=hosts, vms=vms)
 
 
-@pytest.mark.parametrize(("n_hosts", "n_vms", "max_moves"), [(12, 600, 30), (300, 1400, 12)])
+@pytest.mark.parametrize(("n_hosts", "n_vms", "max_moves"), [(12, 600, 30), (30, 600, 20), (300, 1400, 12)])
 def test_medium_and_large_search_paths_replay_feasibly(n_hosts: int, n_vms: int, max_moves: int) -> None:
-    """Cover the search used above the small-cluster size (chains, more runs) and the large one."""
+    """Cover the searches above the small-cluster size: mid-size (three runs), medium (chains, eight runs) and
+    large (cold targets)."""
     snap = _constrained(n_hosts, n_vms, seed=5)
     budget = Budget(max_moves=max_moves, max_copy_gib=400, max_per_host=2, min_gain=0.0)
     plan = plan_rebalance(snap, budget)
