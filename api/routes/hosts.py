@@ -19,16 +19,16 @@ bp = operators_only(Blueprint("hosts", __name__, url_prefix="/v1/hosts",
                               description="Hypervisor hosts (operators) / Hosts de virtualización (operadores)"))
 
 
-def _fields(h: Host) -> dict[str, Any]:
+def _fields(h: Host, agent: dict[str, Any] | None) -> dict[str, Any]:
     skip = ("usage", "option_keys", "storage_pools", "physnets", "migration_domain", "agent")
     return {**{c: getattr(h, c) for c in s.Host._declared_fields if c not in skip},
             "option_keys": sorted(h.driver_options or {}), "storage_pools": h.pool_names,
             "physnets": h.physnet_names, "migration_domain": hosts.migration_domain(h),
-            "agent": hosts.agent_view(h)}
+            "agent": agent}
 
 
 def _body(h: Host) -> Any:
-    return s.Host().dump({**_fields(h), "usage": hosts.utilisation([h])[h.id]})
+    return s.Host().dump({**_fields(h, hosts.agent_views([h])[h.id]), "usage": hosts.utilisation([h])[h.id]})
 
 
 @bp.route("", methods=["POST"])
@@ -48,8 +48,8 @@ def list_hosts(args: dict[str, Any]) -> dict[str, Any]:
     """Hosts with their capacity, allocation and utilisation per resource."""
     items, total = hosts.list_hosts(principal(), state=args.get("state"), zone=args.get("zone"),
                                     driver=args.get("driver"), limit=args["limit"], offset=args["offset"])
-    usage = hosts.utilisation(items)
-    return page([{**_fields(h), "usage": usage[h.id]} for h in items], total, args)
+    usage, agents = hosts.utilisation(items), hosts.agent_views(items)
+    return page([{**_fields(h, agents[h.id]), "usage": usage[h.id]} for h in items], total, args)
 
 
 @bp.route("/<host_id>", methods=["GET"])
@@ -85,7 +85,7 @@ def host_gather(host_id: str) -> Any:
     """Send the SSH host agent now: its facts (compared with the registration) and a load sample appear in
     ``agent`` when it is back (409 when the host has no ``agent_ssh``)."""
     h = hosts.request_gather(principal(), host_id)
-    return {**_fields(h), "usage": hosts.utilisation([h])[h.id]}
+    return {**_fields(h, hosts.agent_views([h])[h.id]), "usage": hosts.utilisation([h])[h.id]}
 
 
 @bp.route("/<host_id>", methods=["DELETE"])

@@ -78,11 +78,12 @@ def check_hosts(host_ids: list[str] | None = None) -> dict[str, str]:
         new = _next_state(host.state, ok)
         reason = None if ok else (f"not reachable yet: {why}" if new == HostState.PENDING else f"health check: {why}")
         removed: list[str] | None = None
-        if ok and host.state == HostState.DOWN and host.fenced:
+        if ok and host.fenced and host.state in (HostState.DOWN, HostState.PENDING):  # (pending: enabled by hand)
             try:  # a fenced host rejoins empty: its VMs run elsewhere now
                 removed = ha.rejoin(host.id)
             except DriverError as exc:
-                new, reason = HostState.DOWN, f"fenced; answers again but could not be emptied yet: {exc.message}"
+                new = HostState(host.state)
+                reason = f"fenced; answers again but could not be emptied yet: {exc.message}"
         with transaction():
             row = db.session.execute(select(Host).where(Host.id == host.id).with_for_update()).scalar_one_or_none()
             if row is None or row.state not in CHECKED or (row.state == new and row.state_reason == reason):

@@ -29,6 +29,7 @@ DEFAULTS: dict[str, Any] = {"reserved_vcpus": 0, "reserved_ram_mib": 0, "reserve
                             "ram_ratio": 1.0, "disk_ratio": 1.0, "state": HostState.ENABLED.value}
 HOST_STATES = [s.value for s in HostState]
 PENDING_REASON = "waiting for the first health check"
+FENCED_REASON = "fenced by high availability: the health check empties it of the VMs that run elsewhere now"
 
 
 def request_check(host_id: str) -> None:
@@ -122,6 +123,8 @@ def update_host(actor: Principal, host_ref: str, changes: dict[str, Any], if_mat
             _check_reserved(host)
             if reconnect and host.state in (HostState.ENABLED, HostState.DOWN):  # reached another way now
                 host.state, host.state_reason = HostState.PENDING.value, PENDING_REASON
+            if host.fenced_at is not None and host.state == HostState.ENABLED:  # rejoins empty, as on its own
+                host.state, host.state_reason = HostState.PENDING.value, FENCED_REASON
         if host.state == HostState.PENDING:
             request_check(host.id)
         if host.state == HostState.MAINTENANCE and old_state != HostState.MAINTENANCE:
@@ -180,11 +183,14 @@ def list_hosts(actor: Principal, *, state: str | None, zone: str | None, driver:
     return paginate(stmt, limit, offset)
 
 
-def agent_view(host: Host) -> dict[str, Any] | None:
-    """What the SSH host agent last found on ``host`` (None before its first visit)."""
-    state = db.session.get(HostAgentState, host.id)
-    if state is None:
-        return None
+def agent_views(some: list[Host]) -> dict[str, dict[str, Any] | None]:
+    """Host id -> what the SSH host agent last found on it (None before its first visit); one query."""
+    rows = db.session.execute(select(HostAgentState).where(HostAgentState.host_id.in_([h.id for h in some])))
+    found = {st.host_id: st for st in rows.scalars()}
+    return {h.id: _agent_view(found[h.id]) if h.id in found else None for h in some}
+
+
+def _agent_view(state: HostAgentState) -> dict[str, Any]:
     return {"error": state.agent_error, "facts": state.facts, "facts_at": state.facts_at,
             "facts_mismatch": state.facts_mismatch or [],
             "measured": None if state.load_at is None else {"cpu": state.load_cpu, "mem": state.load_mem,

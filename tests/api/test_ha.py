@@ -116,6 +116,54 @@ def test_a_dead_host_is_fenced_and_its_vms_restart_elsewhere_by_priority(world: 
     assert ("host.rejoin", world.hosts["hv1"]) in _actions(app)
 
 
+def test_a_fenced_host_enabled_by_hand_is_emptied_before_it_takes_vms(world: World, app: Any, fast: None) -> None:
+    op = world.operator
+    assert _patch(op, "/v1/hosts/hv1", {"fence_command": [*FENCE, "hv1"]}).status_code == 200
+    (a,) = skew(world, 1, host="hv1", flavor="small")
+    _kill(app, "hv1")
+    assert set(_ha_round(app)["hv1"]["restarted"]) == {"skew-0"}
+    wait_for(lambda: op.get(f"/v1/vms/{a}").get_json()["state"] == "ACTIVE")
+    DATACENTER.set_up("hv1", True)  # the operator powers it on and enables it before any health check ran
+    host = _patch(op, "/v1/hosts/hv1", {"state": "enabled"}).get_json()
+    assert host["state"] == "pending" and host["fenced_at"] and "fenced" in host["state_reason"], host
+    assert a in DATACENTER.inventory()["hv1"]  # the stale copy of the evacuated VM is still defined there
+    _revive(app, "hv1")
+    host = op.get("/v1/hosts/hv1").get_json()
+    assert host["state"] == "enabled" and host["fenced_at"] is None, host
+    assert a not in DATACENTER.inventory()["hv1"]
+    assert op.get(f"/v1/vms/{a}").get_json()["host_id"] != world.hosts["hv1"]
+
+
+def test_a_vm_on_the_dead_hosts_local_disk_stays_and_one_on_a_shared_pool_restarts(
+        world: World, app: Any, fast: None, image_dirs: tuple[str, str]) -> None:
+    from tests.api.test_storage_pools import image, pool, reach
+
+    op = world.operator
+    assert _patch(op, "/v1/hosts/hv1", {"fence_command": [*FENCE, "hv1"]}).status_code == 200
+    image(world, image_dirs)
+    pool(world, "local", kind="local")
+    pool(world, "nfs-ha")
+    reach(world, "hv1", ["nfs-ha"])
+    reach(world, "hv2", ["nfs-ha"])
+    made = {}
+    for name, pool_name in (("on-local", "local"), ("on-nfs", "nfs-ha")):
+        r = op.post("/v1/vms", json={"name": name, "flavor": "small", "image": "base", "pool": pool_name,
+                                     "tenant_id": world.tenant_a, "host": "hv1"})
+        assert r.status_code == 202, r.get_json()
+        assert op.wait_op(r.get_json()["operation_id"])["status"] == "succeeded"
+        made[name] = r.get_json()["vm"]["id"]
+    _kill(app, "hv1")
+    outcome = _ha_round(app)["hv1"]
+    assert outcome["restarted"] == {"on-nfs": "hv2"}, outcome  # the only other host that reaches its pool
+    assert outcome["left"] == {"on-local": "its disk is on the failed host's local storage"}
+    local = op.get(f"/v1/vms/{made['on-local']}").get_json()
+    assert local["state"] == "STOPPED" and local["host_id"] == world.hosts["hv1"], local
+    assert "local storage" in local["status_reason"]
+    moved = wait_for(lambda: (lambda v: v if v["state"] == "ACTIVE" else None)(
+        op.get(f"/v1/vms/{made['on-nfs']}").get_json()), what="on-nfs restarted")
+    assert moved["host_id"] == world.hosts["hv2"]
+
+
 def test_no_fencing_means_no_restart_whatever_the_vms_say(world: World, app: Any, fast: None) -> None:
     op = world.operator
     assert _patch(op, "/v1/hosts/hv2", {"fence_command": ["false"]}).status_code == 200
