@@ -53,10 +53,11 @@ def heat(u: float) -> int:
 def operator() -> Any:
     require_operator(me())
     rows, _total = hosts.list_hosts(me(), state=None, zone=None, driver=None, limit=500, offset=0)
-    util = hosts.utilisation(rows)
+    util, agents = hosts.utilisation(rows), hosts.agent_views(rows)
     plans, _n = manage.list_plans(me(), None, None, 10, 0)
     now = balance() if rows else {"objective": 0.0}
-    return page("dashboard/operator.html", hosts=rows, util=util, plans=plans, heat=heat, resources=RESOURCES,
+    return page("dashboard/operator.html", hosts=rows, util=util, agents=agents, plans=plans, heat=heat,
+                resources=RESOURCES,
                 imbalance=float(now["objective"]), history=imbalance_history(float(now["objective"])),
                 progress=manage.progress)
 

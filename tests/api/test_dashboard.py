@@ -133,3 +133,23 @@ def test_usage_pages_and_the_imbalance_history(app: Any, world: World) -> None:
     balance_sample()
     balance_sample()
     assert points() == 3
+
+
+def test_the_hosts_table_shows_measured_load_fencing_and_facts_that_disagree(app: Any, world: World) -> None:
+    from controlplane.core.tx import transaction
+    from controlplane.db import db
+    from controlplane.models import Host, HostAgentState
+    from controlplane.models.base import utcnow
+
+    mismatch = {"code": "RAM_MISMATCH", "resource": "ram_mib", "registered": 1, "measured": 2,
+                "reason": "registered with 1 MiB of RAM, the host has 2", "reason_es": "registrado con 1 MiB de RAM"}
+    with app.app_context(), transaction():
+        db.session.add(HostAgentState(host_id=world.hosts["hv1"], load_cpu=0.42, load_mem=0.7, load_at=utcnow(),
+                                      facts_mismatch=[mismatch]))
+        db.session.get(Host, world.hosts["hv2"]).fenced_at = utcnow()
+    es = sign_in(app, world.operator.token, "es").get("/ui/operator").get_data(as_text=True)
+    row = es[es.index('<th scope="row">hv1</th>'):es.index('<th scope="row">hv2</th>')]
+    assert "42&nbsp;% / 70&nbsp;%" in row and "registrado con 1 MiB de RAM" in row
+    assert "CPU / RAM medidas" in es and es.count("aislado por alta disponibilidad") == 1
+    en = sign_in(app, world.operator.token, "en").get("/ui/operator").get_data(as_text=True)
+    assert "registered with 1 MiB of RAM, the host has 2" in en and "fenced by high availability" in en
