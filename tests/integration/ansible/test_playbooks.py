@@ -207,6 +207,16 @@ def test_proxmox_node_gets_one_token_and_is_registered(
     assert host["agent_ssh"] is None
     assert _stored_options(app, "lab-pve")["token_secret"] == secret  # the secret pveum printed, sealed at rest
 
+    # Unregistered while its token stays: Proxmox VE shows a secret only when the token is made, so the role
+    # stops with what to do (remove the token, or pass its secret) and registers nothing without one.
+    etag = world.operator.get(f"/v1/hosts/{host['id']}").headers["ETag"]
+    assert world.operator.delete(f"/v1/hosts/{host['id']}", headers={"If-Match": etag}).status_code == 204
+    third = playbook(inventory, *extra)
+    assert third.returncode != 0 and third.stats("lab-pve").get("failures") == 1, third.problems()
+    assert "pveum user token remove" in third.stdout and secret not in third.stdout + third.stderr
+    assert world.operator.get("/v1/hosts/lab-pve").status_code == 404
+    assert len(pve.calls("user", "token", "add")) == 1  # no second token either
+
 
 def _stored_options(app: Any, name: str) -> dict[str, str]:
     from sqlalchemy import select
