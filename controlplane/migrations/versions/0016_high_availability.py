@@ -5,6 +5,8 @@ Revision ID: 0016
 Revises: 0015
 Create Date: 2026-12-07 21:00:00
 """
+from datetime import datetime, timezone
+
 from alembic import op
 import sqlalchemy as sa
 
@@ -20,6 +22,10 @@ def upgrade() -> None:
         batch.add_column(sa.Column('state_since', sa.DateTime(timezone=True), nullable=True))
         batch.add_column(sa.Column('fence_command', sa.JSON(), nullable=True))
         batch.add_column(sa.Column('fenced_at', sa.DateTime(timezone=True), nullable=True))
+    # Existing hosts have been in their state since an unknown time: their clock starts now (a host already down
+    # gets its full grace period before high availability fences it, instead of never being considered).
+    hosts = sa.table('hosts', sa.column('state_since', sa.DateTime(timezone=True)))
+    op.execute(hosts.update().values(state_since=datetime.now(timezone.utc)))
     with op.batch_alter_table('vms') as batch:
         batch.add_column(sa.Column('ha_enabled', sa.Boolean(), nullable=False, server_default=sa.true()))
         batch.add_column(sa.Column('ha_priority', sa.Integer(), nullable=False, server_default='0'))
