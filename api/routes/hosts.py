@@ -27,8 +27,13 @@ def _fields(h: Host, agent: dict[str, Any] | None) -> dict[str, Any]:
             "agent": agent}
 
 
+def _view(h: Host) -> dict[str, Any]:
+    """One host as the API shows it (a page of hosts is read in bulk by ``list_hosts``)."""
+    return {**_fields(h, hosts.agent_views([h])[h.id]), "usage": hosts.utilisation([h])[h.id]}
+
+
 def _body(h: Host) -> Any:
-    return s.Host().dump({**_fields(h, hosts.agent_views([h])[h.id]), "usage": hosts.utilisation([h])[h.id]})
+    return s.Host().dump(_view(h))
 
 
 @bp.route("", methods=["POST"])
@@ -85,7 +90,7 @@ def host_gather(host_id: str) -> Any:
     """Send the SSH host agent now: its facts (compared with the registration) and a load sample appear in
     ``agent`` when it is back (409 when the host has no ``agent_ssh``)."""
     h = hosts.request_gather(principal(), host_id)
-    return {**_fields(h, hosts.agent_views([h])[h.id]), "usage": hosts.utilisation([h])[h.id]}
+    return _view(h)
 
 
 @bp.route("/<host_id>", methods=["DELETE"])

@@ -207,8 +207,7 @@ def _finish(plan: Plan, status: PlanStatus, reason: str | None) -> None:
             plan.achieved = cluster.balance()
             cluster.record_balance(plan.achieved)  # the chart shows where each plan left the data center
         change.extra["achieved"] = plan.achieved
-        unmet = {MoveStatus.FAILED} | ({MoveStatus.SKIPPED} if plan.kind == "migrate" else set())
-        failures = [f"{m.vm_id}: {m.reason}" for m in plan.moves if m.status in unmet]
+        failures = [f"{m.vm_id}: {m.reason}" for m in plan.moves if m.status in rules.unmet(plan.kind)]
         _op(plan, OpStatus.SUCCEEDED if status == PlanStatus.SUCCEEDED else OpStatus.FAILED,
             "; ".join(failures) or (reason if status != PlanStatus.SUCCEEDED else None))
         _release(plan.id)

@@ -93,6 +93,12 @@ def next_step(moves: Sequence[MoveLike], *, on_failure: str, cancel_requested: b
     return Step(StepKind.FINISH, stop_now=stop_now)
 
 
+def unmet(kind: str) -> frozenset[str]:
+    """Move statuses that leave undone what a plan of ``kind`` was for: a failed move, and for a manual migration
+    (the one move an operator asked for) a skipped one too."""
+    return frozenset({MoveStatus.FAILED.value} | ({MoveStatus.SKIPPED.value} if kind == "migrate" else set()))
+
+
 def outcome(kind: str, statuses: Sequence[str], *, on_failure: str, cancel_requested: bool,
             reason: str | None, left_on_host: Sequence[str] = ()) -> tuple[PlanStatus, str | None]:
     """How a plan whose moves are all settled ended. ``succeeded`` only when nothing failed and, for a
@@ -106,7 +112,7 @@ def outcome(kind: str, statuses: Sequence[str], *, on_failure: str, cancel_reque
     if cancel_requested:
         return PlanStatus.CANCELLED, reason
     problems = [f"{failed} of {len(statuses)} moves failed"] if failed else []
-    if kind == "migrate" and any(s == MoveStatus.SKIPPED for s in statuses):
+    if MoveStatus.SKIPPED in unmet(kind) and MoveStatus.SKIPPED in statuses:
         problems.append("the migration did not run")
     if kind == "drain" and left_on_host:
         problems.append(f"the host still holds {len(left_on_host)} VM(s): {', '.join(left_on_host)}")
